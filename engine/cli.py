@@ -1,0 +1,110 @@
+"""The `vthink` command: train, sft, eval and make-data, each driven by a YAML config plus key=value overrides."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import ConfigError, VthinkError
+
+EPILOG = """\
+config: a YAML file (see configs/tiny_cpu.yaml); without one, the built-in defaults (the embedded
+tiny model on synthetic videos). overrides: dotted key=value pairs applied on top, e.g.
+  vthink train configs/tiny_cpu.yaml trainer.steps=5 rollout.group_size=4
+A bad key, type or value exits with status 2 before anything starts, naming the key."""
+
+
+def _split(args: list[str]) -> tuple[str | None, list[str]]:
+    """First argument is the config file unless it is a key=value override."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def _load(args: list[str]):
+    from engine.config import load_config
+
+    path, overrides = _split(args)
+    return load_config(path, overrides)
+
+
+def cmd_train(cfg) -> int:
+    from engine.orchestration.trainer import train
+
+    history = train(cfg)
+    last = history[-1]
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}))
+    return 0
+
+
+def cmd_sft(cfg) -> int:
+    from engine.orchestration.trainer import build_session, run_sft
+
+    if cfg.sft.steps < 1:
+        raise ConfigError("sft.steps", "expected an integer >= 1 for `vthink sft`")
+    session = build_session(cfg)
+    run_sft(cfg, session)
+    out = Path(cfg.trainer.output_dir) / "sft"
+    session.model.save_pretrained(out)
+    session.tokenizer.save_pretrained(out)
+    print(f"saved the SFT policy to {out}")
+    return 0
+
+
+def cmd_eval(cfg) -> int:
+    from engine.orchestration.trainer import evaluate
+
+    print(json.dumps(evaluate(cfg)))
+    return 0
+
+
+def cmd_make_data(cfg) -> int:
+    from engine.data import make_dataset
+
+    d = cfg.data
+    paths = make_dataset(
+        Path(d.dir), num_videos=d.num_videos, seed=d.seed, codec=d.codec,
+        width=d.width, height=d.height, fps=d.fps, duration_s=d.duration_s,
+    )
+    print(f"wrote {d.num_videos} {d.codec} videos and their questions to {paths.dir}")
+    return 0
+
+
+COMMANDS = {
+    "train": (cmd_train, "GRPO training: rollout G samples per question, reward, update (optional SFT warm-up first)"),
+    "sft": (cmd_sft, "supervised fine-tuning on ground-truth reasoning traces (sft.steps steps); saves <output_dir>/sft"),
+    "eval": (cmd_eval, "accuracy and format reward of model.path (or the tiny model) on the held-out split"),
+    "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vthink", description="GRPO for video LLMs that think with videos.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        cfg = _load(ns.args)
+    except ConfigError as e:
+        print(f"vthink: config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[ns.command][0](cfg)
+    except ConfigError as e:
+        print(f"vthink: config error: {e}", file=sys.stderr)
+        return 2
+    except VthinkError as e:
+        print(f"vthink: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Typed errors shared across the package; each names what was wrong."""
+
+
+class VthinkError(Exception):
+    """Base class of every error vthink raises on purpose."""
+
+
+class ConfigError(VthinkError, ValueError):
+    """A config key is unknown, has the wrong type or an impossible value."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class VideoDecodeError(VthinkError):
+    """A video file could not be read or decoded."""
+
+
+class VideoRequestError(VthinkError, ValueError):
+    """A request to the video service cannot be served (bad window, bbox, backend...)."""
+
+
+class ToolCallError(VthinkError, ValueError):
+    """A tool call is malformed, names an unknown tool or has bad arguments."""

@@ -1,0 +1,28 @@
+"""Supervised warm-up on ground-truth reasoning traces in the Video-Thinker format."""
+from __future__ import annotations
+
+from engine.reward.parse import format_clock
+from engine.rollout.batch import RolloutBatch, Sample
+
+
+def target_response(row, record) -> str:
+    """The Video-Thinker trace a perfect model would write: one block per ground-truth segment, then the answer."""
+    blocks = [
+        f"<time>{format_clock(s.start_s)}-{format_clock(s.end_s)}</time> <caption>{s.caption}</caption> "
+        f"<think>This segment matters for the question.</think>"
+        for s in record.segments
+    ]
+    if row.kind == "mcq":
+        answer = row.answer
+    else:
+        answer = f"{format_clock(row.answer_span_s[0])}-{format_clock(row.answer_span_s[1])}"
+    return "\n".join(blocks) + f"\n<answer>{answer}</answer>"
+
+
+def sft_batch(rows, records, requests, tokenizer, end_id: int) -> RolloutBatch:
+    """Teacher-forced samples: the prompt of each request followed by its target response and end-of-turn."""
+    samples = []
+    for i, (row, req) in enumerate(zip(rows, requests)):
+        ids = tokenizer(target_response(row, records[row.video_id]), add_special_tokens=False)["input_ids"] + [end_id]
+        samples.append(Sample(i, row.id, req.prompt_ids, ids, [0.0] * len(ids), req.video))
+    return RolloutBatch(samples=samples, group_size=1)

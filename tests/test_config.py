@@ -1,0 +1,92 @@
+"""Config loading, dotted overrides and the errors that name the bad key."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config, load_config
+from engine.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny_cpu.yaml"
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.rollout.group_size >= 2
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(path):
+    load_config(path)
+
+
+def test_yaml_and_overrides_apply_with_types():
+    cfg = load_config(TINY, ["trainer.steps=5", "rollout.group_size=3", "optim.lr=3e-4", "model.path=/x/y", "algo.kl_coef=0"])
+    assert cfg.trainer.steps == 5 and cfg.rollout.group_size == 3
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.model.path == "/x/y"
+    assert cfg.algo.kl_coef == 0.0 and isinstance(cfg.algo.kl_coef, float)
+    assert cfg.data.codec == "h264"  # from the YAML, untouched
+
+
+def test_override_to_null():
+    assert load_config(TINY, ["model.path=null"]).model.path is None
+
+
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        ("trainer.stepz=3", "trainer.stepz", "unknown key"),
+        ("nosuch.x=1", "nosuch", "unknown key"),
+        ("trainer.steps=abc", "trainer.steps", "integer"),
+        ("trainer.steps=2.5", "trainer.steps", "integer"),
+        ("rollout.group_size=1", "rollout.group_size", ">= 2"),
+        ("optim.lr=-1e-5", "optim.lr", "> 0"),
+        ("video.max_frames=2", "video.max_frames", "min_frames"),
+        ("algo.kl_type=k9", "algo.kl_type", "'k3'"),
+        ("data.codec=h265", "data.codec", "'vp9'"),
+        ("rollout.temperature=true", "rollout.temperature", "number"),
+        ("trainer=3", "trainer", "mapping"),
+        ("justaword", "justaword", "key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(TINY, [override])
+    assert err.value.key == key
+    assert words in str(err.value)
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rollout:\n  group_size: 4\n  grop_size: 8\n")
+    with pytest.raises(ConfigError, match="rollout.grop_size: unknown key"):
+        load_config(bad)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config("/nonexistent/config.yaml")
+
+
+def test_cli_exits_nonzero_before_starting(tmp_path):
+    """A bad config fails fast with status 2 and the key on stderr; nothing is rendered or trained."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "train", str(TINY), "rollout.group_size=1", f"trainer.output_dir={out}",
+         f"data.dir={tmp_path / 'data'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "rollout.group_size" in proc.stderr and ">= 2" in proc.stderr
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_cli_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0
+    for name in ("train", "sft", "eval", "make-data"):
+        assert name in proc.stdout
