@@ -1,6 +1,7 @@
 // pybind11 entry point of engine._native: CPU hot paths that engine.native wraps (the only PYBIND11_MODULE).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <optional>

@@ -60,7 +60,7 @@ def cmd_eval(cfg) -> int:
 
 
 def cmd_make_data(cfg) -> int:
-    from engine.data import make_dataset
+    from engine.data.synthetic import make_dataset
 
     d = cfg.data
     paths = make_dataset(

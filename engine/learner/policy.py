@@ -63,7 +63,7 @@ class Learner:
             clip_low=self.algo.clip_low, clip_high=self.algo.clip_high, kl_coef=self.algo.kl_coef,
         )
         metrics = {k: float(v) for k, v in stats.items()}
-        metrics["loss"] = float(loss)
+        metrics["loss"] = float(loss.detach())
         if not math.isfinite(metrics["loss"]):
             metrics["skipped_nonfinite"] = 1.0
             return metrics

@@ -9,7 +9,7 @@ def target_response(row, record) -> str:
     """The Video-Thinker trace a perfect model would write: one block per ground-truth segment, then the answer."""
     blocks = [
         f"<time>{format_clock(s.start_s)}-{format_clock(s.end_s)}</time> <caption>{s.caption}</caption> "
-        f"<think>This segment matters for the question.</think>"
+        "<think>This segment matters.</think>"
         for s in record.segments
     ]
     if row.kind == "mcq":

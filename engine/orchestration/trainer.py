@@ -15,7 +15,8 @@ import torch
 
 from engine.algo.advantages import group_advantages
 from engine.config import Config, DataConfig
-from engine.data import load_rows, load_videos, make_dataset
+from engine.data.dataset import load_rows, load_videos
+from engine.data.synthetic import make_dataset
 from engine.learner.policy import Learner, sft_step
 from engine.learner.sft import sft_batch
 from engine.model import load_policy

@@ -38,6 +38,9 @@ class HFBackend:
         self.stop_token_ids = stop_token_ids
         self.pad_id = tokenizer.pad_token_id
         self.video_token_id = model.config.video_token_id
+        # Vision placeholders are the engine's to insert: a sampled one would misalign the video features.
+        c = model.config
+        self.suppressed_ids = sorted({c.video_token_id, c.image_token_id, c.vision_start_token_id, c.vision_end_token_id, self.pad_id})
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Copy new weights in place (no re-allocation, no restart)."""
@@ -74,6 +77,7 @@ class HFBackend:
                 max_new_tokens=params.max_new_tokens,
                 eos_token_id=self.stop_token_ids,
                 pad_token_id=self.pad_id,
+                suppress_tokens=self.suppressed_ids,
                 output_scores=True,
                 return_dict_in_generate=True,
             )

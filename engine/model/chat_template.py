@@ -1,0 +1,47 @@
+"""The Qwen2.5-VL style chat template (jinja) the tiny tokenizer ships with."""
+
+# Follows Qwen2.5-VL-Instruct: a default system turn, <|im_start|>role ... <|im_end|> turns, one
+# <|vision_start|><|video_pad|><|vision_end|> per video part (expanded later, once the grid is
+# known), and Qwen2.5's tool format: consecutive `tool` messages share one user turn, each
+# wrapped in <tool_response>. Tool observations may carry video parts too (frame_zoom returns
+# frames). Unknown roles or part types fail loudly instead of vanishing from the prompt.
+CHAT_TEMPLATE = (
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{- content -}}"
+    "{%- else -%}{%- for part in content -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}"
+    "{%- elif part['type'] == 'video' -%}{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif part['type'] == 'image' -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- else -%}{{- raise_exception('unknown content part type: ' ~ part['type']) -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set system = messages[0]['content'] -%}{%- set rest = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set system = 'You are a helpful assistant.' -%}{%- set rest = messages -%}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>system\\n' -}}{{- render(system) -}}"
+    "{%- if tools -%}"
+    "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}"
+    "{%- for tool in tools -%}{{- '\\n' -}}{{- tool | tojson -}}{%- endfor -%}"
+    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    "{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call>' -}}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- for message in rest -%}"
+    "{%- if message['role'] == 'user' or message['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>' ~ message['role'] ~ '\\n' -}}{{- render(message['content']) -}}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.first or loop.previtem['role'] != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' -}}{{- render(message['content']) -}}{{- '\\n</tool_response>' -}}"
+    "{%- if loop.last or loop.nextitem['role'] != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- else -%}"
+    "{{- raise_exception('unknown message role: ' ~ message['role']) -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)

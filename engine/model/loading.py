@@ -1,0 +1,83 @@
+"""Loads the policy model + tokenizer: the embedded tiny model (cached on disk) or a local HF dir."""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForImageTextToText, AutoTokenizer, PreTrainedModel,
+                          PreTrainedTokenizerBase)
+
+from engine.errors import ConfigError
+from engine.model.tiny import TINY_FORMAT_VERSION, save_tiny
+
+TINY_NAMES = (None, "tiny")
+STAMP = "vthink_tiny.json"
+
+
+def cache_root() -> Path:
+    """Where built tiny models live: $VTHINK_CACHE, else ~/.cache/vthink."""
+    env = os.environ.get("VTHINK_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vthink"
+
+
+def _is_current(path: Path, seed: int) -> bool:
+    try:
+        stamp = json.loads((path / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == {"format_version": TINY_FORMAT_VERSION, "seed": seed}
+
+
+def ensure_tiny(seed: int = 0) -> Path:
+    """Path of the tiny model for `seed`, building it once; safe when processes race.
+
+    The model is written to a temporary sibling directory and renamed into place, so readers
+    never see a half-written model; the stamp file is written last and checked on reuse.
+    """
+    final = cache_root() / f"tiny-{seed}"
+    if _is_current(final, seed):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{seed}-", dir=final.parent))
+    try:
+        save_tiny(tmp, seed=seed)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be readable
+        if final.exists() and not _is_current(final, seed):
+            # A stale build (older format): move it aside first, rename cannot replace a dir.
+            stale = Path(tempfile.mkdtemp(prefix=f".stale-{seed}-", dir=final.parent))
+            try:
+                os.replace(final, stale / "old")
+            except FileNotFoundError:  # another process moved it first
+                pass
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _is_current(final, seed):  # lost a race to a writer that left nothing usable
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _resolve(path: str) -> Path:
+    local = Path(path).expanduser()
+    if not local.is_dir():
+        raise ConfigError("model.path", f"{path!r} is not a local directory (no model hub access "
+                                        "here; give a directory written by save_pretrained, or 'tiny')")
+    if not (local / "config.json").is_file():
+        raise ConfigError("model.path", f"{str(local)!r} has no config.json; not a Hugging Face "
+                                        "model directory")
+    return local
+
+
+def load_policy(path: str | None, dtype: torch.dtype = torch.float32, seed: int = 0
+                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(model in eval mode, tokenizer) from `path`; None or "tiny" means the embedded tiny model."""
+    local = ensure_tiny(seed) if path in TINY_NAMES else _resolve(path)
+    # local_files_only: never reach for a hub, even if a name slips through.
+    tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(local, dtype=dtype, local_files_only=True)
+    return model.eval(), tokenizer

@@ -1,0 +1,119 @@
+"""Factory for the embedded tiny Qwen2.5-VL model: config, seeded init, save in HF layout."""
+import json
+from pathlib import Path
+
+import torch
+from transformers import (GenerationConfig, PreTrainedTokenizerFast, Qwen2_5_VLConfig,
+                          Qwen2_5_VLForConditionalGeneration)
+
+from engine.model.tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer
+
+# Bump when anything that changes the saved files changes (corpus, config, template), so caches
+# of older tiny models are rebuilt instead of silently reused.
+TINY_FORMAT_VERSION = 1
+# CLIP statistics, as in Qwen2.5-VL's preprocessor_config.json.
+IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL architecture at toy size; token ids taken from `tokenizer`.
+
+    Sizes are the smallest that real engines accept: text head_dim 64 (vLLM's CPU attention
+    rejects 16), vision head_dim 32. mrope_section splits head_dim/2 = 32 rotary pairs into
+    temporal/height/width in Qwen's 16:24:24 proportion.
+    """
+    ids = tokenizer.convert_tokens_to_ids
+    pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,  # grouped-query attention, as in the real models
+        hidden_act="silu",
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                         "mrope_section": [8, 12, 12]},
+        bos_token_id=pad_id,  # Qwen uses <|endoftext|> as bos and pad
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        in_channels=3,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        tokens_per_second=2,  # Qwen2.5-VL's value: two temporal position ids per second
+        window_size=112,
+        out_hidden_size=128,
+        fullatt_block_indexes=[1],  # block 0 windowed, block 1 full: both attention paths run
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+
+
+def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
+    ids = tokenizer.convert_tokens_to_ids
+    pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)
+    # Like Qwen2.5-VL-Instruct: stop on either end-of-turn or end-of-text.
+    return GenerationConfig(bos_token_id=pad_id, eos_token_id=[eos_id, pad_id], pad_token_id=pad_id)
+
+
+def build_tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32
+                     ) -> tuple[Qwen2_5_VLForConditionalGeneration, PreTrainedTokenizerFast]:
+    """A freshly initialised tiny model (eval mode) and its tokenizer; same seed, same bits."""
+    tokenizer = build_tokenizer()
+    config = tiny_config(tokenizer)
+    # Init in fp32 under a private RNG state: the caller's global RNG is left untouched, and a
+    # bf16 model is exactly the rounding of the fp32 one.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    return model.to(dtype).eval(), tokenizer
+
+
+def _preprocessor_config(config: Qwen2_5_VLConfig) -> dict:
+    # Lets AutoProcessor (and so vLLM) build the Qwen2.5-VL processor from the saved directory.
+    vision = config.vision_config
+    return {
+        "min_pixels": 56 * 56,
+        "max_pixels": 28 * 28 * 1280,
+        "patch_size": vision.patch_size,
+        "temporal_patch_size": vision.temporal_patch_size,
+        "merge_size": vision.spatial_merge_size,
+        "image_mean": IMAGE_MEAN,
+        "image_std": IMAGE_STD,
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+
+
+def save_tiny(path: str | Path, seed: int = 0) -> Path:
+    """Write the tiny model, tokenizer (with chat template) and processor configs to `path`."""
+    path = Path(path)
+    model, tokenizer = build_tiny_model(seed=seed)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    pre = _preprocessor_config(model.config)
+    (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
+    video = {**pre, "video_processor_type": "Qwen2VLVideoProcessor"}
+    del video["image_processor_type"]
+    (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+    stamp = {"format_version": TINY_FORMAT_VERSION, "seed": seed}
+    (path / "vthink_tiny.json").write_text(json.dumps(stamp) + "\n")
+    return path
