@@ -86,4 +86,4 @@ def sft_step(model, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Ten
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
