@@ -1,0 +1,1 @@
+"""Loss-in-forward fusion of linear_logprob and grpo_loss."""
