@@ -1,4 +1,4 @@
-"""Per-step metrics: appended to a JSONL file and summarised on one progress line."""
+"""Per-step metrics: appended to JSONL, mirrored to TensorBoard (and wandb when enabled), summarised on one line."""
 from __future__ import annotations
 
 import json
@@ -7,21 +7,49 @@ from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, path: Path, total_steps: int):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+    """Writes one JSON object per step to <dir>/metrics.jsonl and scalars to TensorBoard under <dir>/tb."""
+
+    def __init__(self, out_dir: Path, total_steps: int, tensorboard: bool = True, wandb_project: str | None = None,
+                 append: bool = False):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "metrics.jsonl"
+        if not append:
+            self.path.write_text("")
         self.total = total_steps
         self.start = time.perf_counter()
+        self.steps_done = 0
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.dir / "tb"))
+        self.wandb = None
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                wandb = None  # enabled but not installed: JSONL and TensorBoard still have everything
+            if wandb is not None:
+                self.wandb = wandb.init(project=wandb_project, dir=str(self.dir))
 
     def write(self, metrics: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(metrics, sort_keys=True) + "\n")
+        step = int(metrics.get("step", self.steps_done))
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
+        self.steps_done += 1
 
     def progress_line(self, step: int, metrics: dict) -> str:
         """`step 3/10 | reward 0.750 | acc 0.250 | ... | 12.3 tok/s | eta 0:40`."""
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / (step + 1) * (self.total - step - 1)
+        eta = elapsed / max(1, self.steps_done) * (self.total - step - 1)
         parts = [f"step {step + 1}/{self.total}"]
         for key, label in (("reward_mean", "reward"), ("accuracy", "acc"), ("format", "fmt"), ("loss", "loss"), ("kl", "kl")):
             if key in metrics:
@@ -30,3 +58,13 @@ class MetricsLog:
             parts.append(f"{metrics['tokens_per_s']:.1f} tok/s")
         parts.append(f"eta {int(eta) // 60}:{int(eta) % 60:02d}")
         return " | ".join(parts)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
