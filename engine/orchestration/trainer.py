@@ -24,6 +24,7 @@ from engine.reward import score
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend, SamplingParams
 from engine.telemetry.metrics import MetricsLog
+from engine.telemetry.report import plot_rewards, summary_table
 from engine.video import FramePolicy, VideoService
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -109,7 +110,7 @@ def train(cfg: Config, log: Callable[[str], None] = print, session: Session | No
         run_sft(cfg, s, log)
     learner = Learner(s.model, cfg.algo, cfg.optim, temperature=cfg.rollout.temperature)
     out = Path(cfg.trainer.output_dir)
-    metrics_log = MetricsLog(out / "metrics.jsonl", cfg.trainer.steps)
+    metrics_log = MetricsLog(out, cfg.trainer.steps)
     stream = batches(s.train_rows, min(cfg.trainer.prompts_per_step, len(s.train_rows)), cfg.trainer.seed)
     pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
     history = []
@@ -143,6 +144,9 @@ def train(cfg: Config, log: Callable[[str], None] = print, session: Session | No
         metrics_log.write(m)
         history.append(m)
         log(metrics_log.progress_line(step, m))
+    metrics_log.close()
+    log(summary_table(history))
+    log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
     final = out / "final"
     s.model.save_pretrained(final)
     s.tokenizer.save_pretrained(final)
