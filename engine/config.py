@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from engine.errors import ConfigError
+from engine.learner.options import LearnerConfig
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
@@ -54,15 +55,26 @@ class VideoConfig:
 class RolloutConfig:
     backend: Literal["hf"] = "hf"
     group_size: int = 4  # G samples per prompt
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # per assistant turn (per backend call)
     temperature: float = 1.0
     top_p: float = 1.0
+    # "thinker": Video-Thinker intrinsic mode, one turn, no tools (optionally `relook`);
+    # "agent": the model may call tools (system prompt lists them in Hermes <tools> format).
+    mode: Literal["thinker", "agent"] = "thinker"
+    relook: bool = False  # grounded re-look: a closed <time>a-b</time> injects the frames of [a, b]
+    relook_frames: int | None = None  # frames per re-look; None = the video policy's count
+    max_turns: int = 4  # observations (tool responses + re-looks) per sample
+    max_total_tokens: int | None = None  # model tokens per trajectory; None = max_new_tokens * (max_turns + 1)
+    max_visual_tokens: int = 4096  # visual tokens observations may inject per trajectory
+    tool_workers: int = 4  # threads running tool calls under generation; 0 = inline (serialised)
 
 
 @dataclass
 class RewardConfig:
     accuracy_weight: float = 1.0
     format_weight: float = 1.0
+    tool_weight: float = 0.0  # tool-use shaping: fraction of a sample's tool calls that succeeded
+    numeric_tolerance: float = 0.0  # relative tolerance of the numeric-match accuracy
 
 
 @dataclass
@@ -76,6 +88,8 @@ class AlgoConfig:
         "token-mean"
     )
     entropy_coef: float = 0.0
+    dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, refill with fresh prompts
+    dynamic_sampling_max_rounds: int = 3  # rollout calls per step at most when refilling
 
 
 @dataclass
@@ -116,6 +130,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -138,6 +153,14 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "rollout.max_new_tokens": (lambda v: v >= 1, "an integer >= 1"),
     "rollout.temperature": (lambda v: v > 0, "a number > 0"),
     "rollout.top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "rollout.relook_frames": (lambda v: v is None or v >= 2, "null or an integer >= 2"),
+    "rollout.max_turns": (lambda v: v >= 0, "an integer >= 0"),
+    "rollout.max_total_tokens": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "rollout.max_visual_tokens": (lambda v: v >= 0, "an integer >= 0"),
+    "rollout.tool_workers": (lambda v: 0 <= v <= 256, "an integer in [0, 256]"),
+    "reward.tool_weight": (lambda v: v >= 0, "a number >= 0"),
+    "reward.numeric_tolerance": (lambda v: v >= 0, "a number >= 0"),
+    "algo.dynamic_sampling_max_rounds": (lambda v: v >= 1, "an integer >= 1"),
     "algo.clip_low": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "algo.clip_high": (lambda v: v >= 0, "a number >= 0"),
     "algo.kl_coef": (lambda v: v >= 0, "a number >= 0"),
@@ -146,6 +169,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "optim.weight_decay": (lambda v: v >= 0, "a number >= 0"),
     "optim.grad_clip": (lambda v: v > 0, "a number > 0"),
     "optim.warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
+    "learner.micro_batch_tokens": (lambda v: v >= 1, "an integer >= 1"),
+    "learner.keep_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
     "sft.steps": (lambda v: v >= 0, "an integer >= 0"),
     "sft.lr": (lambda v: v > 0, "a number > 0"),
     "sft.batch_size": (lambda v: v >= 1, "an integer >= 1"),

@@ -6,30 +6,18 @@ import math
 
 import torch
 
-from engine.algo.loss import masked_mean, policy_loss
+from engine.algo.loss import masked_mean
 from engine.config import AlgoConfig, OptimConfig
-
-_MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+from engine.learner.logprob import policy_logprobs
+from kernels import grpo_loss
 
 
 def token_logprobs(model, batch: dict[str, torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
     """log p(input_ids[:, j] | prefix) at every position j where loss_mask is 1; 0 elsewhere. [B, L] fp32.
 
-    Only the masked rows go through the LM head, so the full [B, L, V] logits are never built.
+    kernels.linear_logprob on the last hidden states of the masked rows: the [B, L, V] logits are never built.
     """
-    inputs = {k: batch[k] for k in _MODEL_INPUTS if k in batch}
-    if "pixel_values_videos" in inputs:
-        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(model.dtype)
-    hidden = model.model(**inputs).last_hidden_state  # [B, L, H]
-    target_mask = batch["loss_mask"][:, 1:].bool()
-    h = hidden[:, :-1][target_mask]
-    targets = batch["input_ids"][:, 1:][target_mask]
-    logits = model.lm_head(h).float() / temperature
-    picked = logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
-    out = torch.zeros(batch["input_ids"].shape, dtype=torch.float32, device=hidden.device)
-    shifted = torch.zeros_like(batch["loss_mask"], dtype=torch.bool)
-    shifted[:, 1:] = target_mask
-    return out.masked_scatter(shifted, picked)
+    return policy_logprobs(model, batch, temperature, with_entropy=False)[0]
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -40,8 +28,10 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torc
 class Learner:
     """Owns the trainable policy, its frozen reference copy and the optimizer."""
 
-    def __init__(self, model, algo: AlgoConfig, optim: OptimConfig, temperature: float = 1.0):
+    def __init__(self, model, algo: AlgoConfig, optim: OptimConfig, temperature: float = 1.0,
+                 max_len: int | None = None):
         self.model = model
+        self.max_len = max_len  # the seq-mean-token-sum-norm constant: the rollout's response token budget
         self.algo = algo
         self.optim = optim
         self.temperature = temperature
@@ -52,15 +42,18 @@ class Learner:
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
         """One on-policy GRPO step: old log-probs are the current policy's (ratio exactly 1 at the start)."""
         self.model.train()
-        mask = batch["loss_mask"]
-        logp = token_logprobs(self.model, batch, self.temperature)
+        mask = batch["loss_mask"].clone()
+        mask[:, 0] = 0  # the first token has no prefix to be predicted from
+        logp, entropy = policy_logprobs(self.model, batch, self.temperature, with_entropy=True)
         ref_logp = None
         if self.ref is not None:
             with torch.no_grad():
                 ref_logp = token_logprobs(self.ref, batch, self.temperature)
-        loss, stats = policy_loss(
-            logp, logp.detach(), ref_logp, advantages, mask,
-            clip_low=self.algo.clip_low, clip_high=self.algo.clip_high, kl_coef=self.algo.kl_coef,
+        algo = self.algo
+        loss, stats = grpo_loss(
+            logp, logp.detach(), ref_logp, advantages.float(), mask, clip_low=algo.clip_low,
+            clip_high=algo.clip_high, kl_type=algo.kl_type, kl_coef=algo.kl_coef if ref_logp is not None else 0.0,
+            agg=algo.loss_agg, entropy=entropy, entropy_coef=algo.entropy_coef, max_len=self.max_len,
         )
         metrics = {k: float(v) for k, v in stats.items()}
         metrics["loss"] = float(loss.detach())

@@ -1,0 +1,177 @@
+"""Atomic learner checkpoints: HF safetensors model, sharded optimizer, scheduler, per-rank RNG, step and extra.
+
+Layout of <root>/step-<NNNNNNNN>/ (a directory plain `from_pretrained` loads as a model):
+  config.json, generation_config.json, model*.safetensors, tokenizer files, preprocessor configs  (the policy)
+  optimizer/          torch.distributed.checkpoint (DCP) of the AdamW state, one file per rank; DCP reshards
+                      on load, so a different world size can resume
+  scheduler.pt        LR scheduler state
+  rng/rank-<r>.pt     torch (CPU and CUDA), Python `random` and NumPy generator states of rank r
+  trainer_state.json  step, skipped updates, world size and the caller's `extra` (e.g. dataloader position)
+
+Writes go to <root>/.tmp-step-<N> and are renamed into place once every rank has finished, so a crash never
+leaves a directory that looks complete; older step directories beyond `keep_checkpoints` are deleted. The
+root must be on a filesystem every rank sees (as DCP requires anyway).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+from transformers import AutoModelForImageTextToText
+
+from engine.learner.errors import CheckpointError
+from engine.model.loading import TINY_NAMES, ensure_tiny
+
+if TYPE_CHECKING:
+    from engine.learner.fsdp import FSDPLearner
+
+PREFIX = "step-"
+STATE = "trainer_state.json"
+FORMAT_VERSION = 1
+_COPIED = ("preprocessor_config.json", "video_preprocessor_config.json")  # so vLLM / AutoProcessor load it too
+
+
+def step_dir(root: str | os.PathLike, step: int) -> Path:
+    return Path(root) / f"{PREFIX}{step:08d}"
+
+
+def complete_steps(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint directories under root, oldest first (temporary ones start with '.')."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()
+             and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint directory under root, or None."""
+    steps = complete_steps(root)
+    return steps[-1] if steps else None
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = [kind, keys.tolist(), pos, has_gauss, gauss]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _source_dir(learner: FSDPLearner) -> Path:
+    path = learner.cfg.model.path
+    return ensure_tiny(learner.cfg.model.seed) if path in TINY_NAMES else Path(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
+    """Write learner state + `extra` to <root>/step-<learner.step> atomically; collective, returns the path."""
+    try:
+        extra_json = json.dumps(extra)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint extra must be JSON-serialisable: {e}") from e
+    rank = learner.rank
+    root = Path(root)
+    final = step_dir(root, learner.step)
+    tmp = root / f".tmp-{final.name}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a crash while saving this very step
+        (tmp / "rng").mkdir(parents=True)
+    dist.barrier()
+
+    # The model, gathered tensor by tensor (every rank takes part), written by rank 0 in HF layout.
+    full = {}
+    for name, tensor in learner.named_full_tensors():
+        if rank == 0:
+            full[name] = tensor.cpu()
+    if rank == 0:
+        learner.hf.save_pretrained(tmp, state_dict=full)
+        learner.tokenizer.save_pretrained(tmp)
+        src = _source_dir(learner)
+        for name in _COPIED:
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+    del full
+
+    dcp.save({"optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
+             checkpoint_id=str(tmp / "optimizer"))
+    torch.save(rng_state(), tmp / "rng" / f"rank-{rank}.pt")
+    if rank == 0:
+        torch.save(learner.scheduler.state_dict(), tmp / "scheduler.pt")
+        state = {"format_version": FORMAT_VERSION, "step": learner.step, "skipped": learner.skipped,
+                 "world_size": learner.world_size, "extra": json.loads(extra_json)}
+        (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
+    dist.barrier()
+
+    if rank == 0:
+        if final.exists():  # saving the same step again: rename cannot replace a non-empty directory
+            old = root / f".old-{final.name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+        for stale in complete_steps(root)[:-learner.options.keep_checkpoints]:
+            shutil.rmtree(stale, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load(learner: FSDPLearner, path: str | os.PathLike) -> dict:
+    """Restore learner state from a step directory (or the newest under a root); collective, returns `extra`."""
+    path = Path(path)
+    if not (path / STATE).is_file():
+        newest = latest(path)
+        if newest is None:
+            raise CheckpointError(f"{path} is neither a checkpoint directory nor a root holding one")
+        path = newest
+    state = json.loads((path / STATE).read_text())
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {state.get('format_version')}, expected {FORMAT_VERSION}")
+
+    # Load through transformers so on-disk names map back to module names exactly as from_pretrained does.
+    saved = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+    full = {f"hf.{k}": v for k, v in saved.state_dict().items()}
+    set_model_state_dict(learner.policy, full, options=StateDictOptions(full_state_dict=True, strict=True))
+    del saved, full
+
+    osd = get_optimizer_state_dict(learner.policy, learner.optimizer)  # a template in this run's sharding
+    dcp.load({"optim": osd}, checkpoint_id=str(path / "optimizer"))
+    set_optimizer_state_dict(learner.policy, learner.optimizer, osd)
+    learner.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+
+    rng_file = path / "rng" / f"rank-{learner.rank % state['world_size']}.pt"
+    set_rng_state(torch.load(rng_file, weights_only=True))
+    learner.step = int(state["step"])
+    learner.skipped = int(state["skipped"])
+    dist.barrier()
+    return state["extra"]

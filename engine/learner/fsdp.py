@@ -1,0 +1,281 @@
+"""FSDPLearner: the GRPO learner of one rank of an FSDP2 (`fully_shard`) group: NCCL on GPU, gloo on CPU.
+
+Plain class; it assumes torch.distributed is initialised (the Ray actor wrapping it does that). Every rank
+gets the *same full batch*; each computes the same plan (engine.learner.microbatch) and runs its own shard:
+
+  * rows are split over ranks by Karmarkar-Karp on their token counts (text + visual), then packed into
+    micro-batches of at most `learner.micro_batch_tokens`; ranks with fewer micro-batches run zero-weight
+    ones so that every rank issues the same collectives (FSDP gathers each layer in every forward);
+  * the loss of each micro-batch is kernels.grpo_loss with cfg.algo's aggregation, weighted so that the sum
+    over micro-batches and ranks is exactly the full batch's loss: for token-mean by its share of the
+    batch's loss tokens, for the seq-mean-* modes by its share of the batch's non-empty sequences. FSDP
+    averages gradients over ranks, so each rank back-propagates world_size times its part;
+  * log-probs come from kernels.linear_logprob on the last hidden states (engine.learner.logprob);
+  * a non-finite loss or gradient norm anywhere skips the optimizer step on every rank, is logged and counted.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+from typing import Iterator, Literal
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+
+from engine import native
+from engine.config import Config
+from engine.errors import ConfigError
+from engine.learner import checkpoint, microbatch
+from engine.learner.errors import LearnerBatchError
+from engine.learner.logprob import LogprobModel
+from engine.learner.options import LearnerConfig
+from engine.learner.policy import warmup_schedule
+from engine.model import load_policy
+from kernels import grpo_loss
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Sums all-reduced after an update, in this order; see FSDPLearner.update.
+_SUMS = ("loss", "clip_frac", "approx_kl", "kl", "ratio_mean", "entropy", "rollout_logp_gap", "nonfinite")
+
+
+def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> LogprobModel:
+    """fully_shard every text decoder layer, every vision block, then the root (what is left)."""
+    core = wrapper.hf.model
+    kwargs = {"mesh": mesh} if mp is None else {"mesh": mesh, "mp_policy": mp}
+    for block in core.visual.blocks:
+        fully_shard(block, **kwargs)
+    for layer in core.language_model.layers:
+        fully_shard(layer, **kwargs)
+    fully_shard(wrapper, **kwargs)
+    return wrapper
+
+
+def _options(given) -> LearnerConfig:
+    """LearnerConfig from an explicit one, a config section with the same fields, or the defaults."""
+    if given is None:
+        return LearnerConfig().validate()
+    if isinstance(given, LearnerConfig):
+        return given.validate()
+    return LearnerConfig(**{f.name: getattr(given, f.name) for f in dataclasses.fields(LearnerConfig)}).validate()
+
+
+class FSDPLearner:
+    """Policy (trainable, sharded), frozen sharded reference when kl_coef > 0, AdamW, warm-up schedule.
+
+    Every rank loads the same initial weights (cfg.model.path, seed cfg.model.seed) and shards them. On GPU,
+    call torch.cuda.set_device(local_rank) before constructing it: the current device is the learner's.
+    """
+
+    def __init__(self, config: Config, rank: int, world_size: int, options: LearnerConfig | None = None):
+        if not dist.is_initialized():
+            raise RuntimeError("FSDPLearner needs torch.distributed initialised (gloo on CPU, nccl on GPU)")
+        if dist.get_rank() != rank or dist.get_world_size() != world_size:
+            raise ValueError(f"rank/world_size {rank}/{world_size} disagree with the process group's "
+                             f"{dist.get_rank()}/{dist.get_world_size()}")
+        self.cfg = config
+        self.options = _options(options or getattr(config, "learner", None))
+        self.rank, self.world_size = rank, world_size
+        if dist.get_backend() == "nccl":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            self.device = torch.device("cpu")
+        self.mesh = init_device_mesh(self.device.type, (world_size,))
+        # fp32 master weights; a lower cfg.model.dtype becomes FSDP's compute (param) dtype.
+        hf, self.tokenizer = load_policy(config.model.path, dtype=torch.float32, seed=config.model.seed)
+        self.hf_config = hf.config
+        compute = DTYPES[config.model.dtype]
+        mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,
+                                                                         reduce_dtype=torch.float32)
+        ref = copy.deepcopy(hf).requires_grad_(False) if config.algo.kl_coef > 0 else None
+        self.policy = _shard(LogprobModel(hf), self.mesh, mp)
+        self.ref = None if ref is None else _shard(LogprobModel(ref), self.mesh, mp).eval()
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.optim.lr,
+                                           weight_decay=config.optim.weight_decay)
+        self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
+        self.step = 0  # update() calls so far, skipped ones included
+        self.skipped = 0  # updates skipped for a non-finite loss or gradient norm
+        self.merge = hf.config.vision_config.spatial_merge_size
+        self.mrope = native.mrope_config(hf.config)
+
+    # ------------------------------------------------------------------ model access
+
+    @property
+    def hf(self) -> torch.nn.Module:
+        """The (sharded) Hugging Face policy inside the FSDP wrapper."""
+        return self.policy.hf
+
+    def named_full_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF state-dict name, full tensor) of the policy, one at a time. Every rank must iterate it to the end:
+        each sharded tensor is all-gathered. Tensors live on the learner's device."""
+        for name, t in self.hf.state_dict().items():
+            yield name, (t.full_tensor() if isinstance(t, DTensor) else t).detach()
+
+    # ------------------------------------------------------------------ batches
+
+    def _prepare(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor | None
+                 ) -> tuple[dict[str, torch.Tensor], microbatch.Layout]:
+        batch = {k: v for k, v in batch.items()}
+        if advantages is not None:
+            B = batch["input_ids"].shape[0] if "input_ids" in batch else -1
+            if advantages.dim() not in (1, 2) or advantages.shape[0] != B or (
+                    advantages.dim() == 2 and tuple(advantages.shape) != tuple(batch["input_ids"].shape)):
+                raise LearnerBatchError("advantages", f"must be [B] or [B, L] for input_ids "
+                                                      f"{tuple(batch['input_ids'].shape) if B >= 0 else None}, "
+                                                      f"got {tuple(advantages.shape)}")
+            batch["advantages"] = advantages.float()
+        lay = microbatch.layout(batch, self.merge)
+        if "loss_mask" not in batch or tuple(batch["loss_mask"].shape) != (lay.size, lay.length):
+            raise LearnerBatchError("loss_mask", f"must be [B, L] = {(lay.size, lay.length)}")
+        mask = (batch["loss_mask"] != 0) & (batch["attention_mask"] != 0)
+        mask[:, 0] = False  # the first token has no prefix to be predicted from
+        batch["loss_mask"] = mask.float()
+        if "position_ids" not in batch:
+            # M-RoPE ids of the whole batch once (csrc), then sliced with the rows: same as get_rope_index.
+            batch["position_ids"], _ = native.mrope_position_ids(
+                batch["input_ids"], batch.get("mm_token_type_ids"), batch.get("image_grid_thw"),
+                batch.get("video_grid_thw"), batch.get("second_per_grid_ts"), batch["attention_mask"],
+                **self.mrope)
+        return batch, lay
+
+    def _micro_batches(self, lay: microbatch.Layout) -> list[tuple[list[int], bool]]:
+        """This rank's (rows, real) micro-batches, padded with zero-weight (real=False) ones up to the busiest
+        rank's count."""
+        plan = microbatch.plan(lay, self.world_size, self.options.micro_batch_tokens)
+        mine = [(rows, True) for rows in plan[self.rank]]
+        n = max(len(p) for p in plan)
+        # The padding micro-batch: the shortest row with visual inputs if the batch has any (the vision
+        # tower must run on every rank), else the shortest row.
+        candidates = [r for r in range(lay.size) if any(v.num_items[r] for v in lay.visual.values())]
+        spare = min(candidates or range(lay.size), key=lambda r: (lay.tokens[r], r))
+        return mine + [([spare], False)] * (n - len(mine))
+
+    def _to_device(self, mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in mb.items()}
+
+    def _run(self, model: LogprobModel, mb: dict, uses_visual: bool, with_entropy: bool):
+        return model(mb, temperature=self.cfg.rollout.temperature, with_entropy=with_entropy,
+                     run_visual=uses_visual)
+
+    # ------------------------------------------------------------------ log-probs
+
+    @torch.no_grad()
+    def compute_logprobs(self, batch: dict[str, torch.Tensor], model: Literal["policy", "ref"] = "policy"
+                         ) -> torch.Tensor:
+        """Token log-probs [B, L] (fp32, CPU, 0 off the loss mask) of the full batch under the policy or the
+        reference, the same on every rank: each rank computes its shard, then they are summed across ranks."""
+        if model not in ("policy", "ref"):
+            raise ValueError(f"model must be 'policy' or 'ref', got {model!r}")
+        net = self.policy if model == "policy" else self.ref
+        if net is None:
+            raise ConfigError("algo.kl_coef", "there is no reference model when kl_coef == 0")
+        batch, lay = self._prepare(batch, None)
+        was_training = net.training
+        net.eval()
+        out = torch.zeros(lay.size, lay.length, dtype=torch.float32, device=self.device)
+        for rows, real in self._micro_batches(lay):
+            mb = self._to_device(microbatch.select(batch, lay, rows))
+            logp, _ = self._run(net, mb, lay.has_visual, with_entropy=False)
+            if real:
+                out[torch.tensor(rows, device=self.device), :logp.shape[1]] = logp
+        net.reshard()
+        net.train(was_training)
+        dist.all_reduce(out)
+        return out.cpu()
+
+    # ------------------------------------------------------------------ update
+
+    def _weights(self, mb_mask: torch.Tensor, n_tokens: float, n_seqs: float) -> tuple[float, float]:
+        """(loss-aggregation weight, token-mean weight) of a micro-batch within the full batch."""
+        tokens = float(mb_mask.sum())
+        w_tok = tokens / n_tokens if n_tokens else 0.0
+        if self.cfg.algo.loss_agg == "token-mean":
+            return w_tok, w_tok
+        seqs = float((mb_mask.sum(1) > 0).sum())
+        return (seqs / n_seqs if n_seqs else 0.0), w_tok
+
+    def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
+        """One GRPO optimizer step on the full `batch` (identical on every rank). Returns global metrics."""
+        algo = self.cfg.algo
+        batch, lay = self._prepare(batch, advantages)
+        mode = self.options.old_logp
+        if mode == "rollout" and "rollout_logp" not in batch:
+            raise LearnerBatchError("rollout_logp", "is needed with learner.old_logp = 'rollout'")
+        mask_all = batch["loss_mask"]
+        n_tokens = float(mask_all.sum())
+        n_seqs = float((mask_all.sum(1) > 0).sum())
+        self.policy.train()
+        sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
+        micro = self._micro_batches(lay)
+        for rows, real in micro:
+            mb_cpu = microbatch.select(batch, lay, rows)
+            w_agg, w_tok = self._weights(mb_cpu["loss_mask"], n_tokens, n_seqs) if real else (0.0, 0.0)
+            mb = self._to_device(mb_cpu)
+            mask = mb["loss_mask"]
+            ref_logp = None
+            if self.ref is not None:
+                with torch.no_grad():
+                    ref_logp, _ = self._run(self.ref, mb, lay.has_visual, with_entropy=False)
+            old = mb["rollout_logp"] if mode == "rollout" else None
+            if mode == "recompute":
+                with torch.no_grad():
+                    old, _ = self._run(self.policy, mb, lay.has_visual, with_entropy=False)
+            logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
+            if old is None:
+                old = logp.detach()
+            loss, stats = grpo_loss(
+                logp, old, ref_logp, mb["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+                kl_type=algo.kl_type, kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
+                entropy=entropy, entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_new_tokens)
+            # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
+            (loss * (w_agg * self.world_size)).backward()
+            if real:
+                loss = loss.detach()
+                gap = torch.zeros((), device=self.device)
+                if "rollout_logp" in mb:
+                    gap = ((logp.detach() - mb["rollout_logp"]).abs() * mask).sum() / mask.sum().clamp_min(1)
+                part = torch.stack([loss, stats["clip_frac"], stats["approx_kl"], stats["kl"], stats["ratio_mean"],
+                                    stats["entropy_mean"], gap.float(), (~torch.isfinite(loss)).float()]).double()
+                weights = torch.tensor([w_agg, w_tok, w_tok, w_agg, w_tok, w_tok, w_tok, 1.0], dtype=torch.float64,
+                                       device=self.device)
+                # 0 * nan is nan: a zero weight must not turn a finite-elsewhere sum into nan
+                sums += torch.where(weights == 0, torch.zeros_like(part), part * weights)
+        dist.all_reduce(sums)
+        metrics = dict(zip(_SUMS, sums.tolist()))
+        nonfinite = metrics.pop("nonfinite") > 0 or not math.isfinite(metrics["loss"])
+        grad_norm = float("nan")
+        if not nonfinite:
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.optim.grad_clip)
+            grad_norm = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+            nonfinite = not math.isfinite(grad_norm)
+        if nonfinite:
+            self.skipped += 1
+            log.warning("step %d: non-finite loss %s / grad norm %s; update skipped (%d so far)",
+                        self.step, metrics["loss"], grad_norm, self.skipped)
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if "rollout_logp" not in batch:
+            metrics.pop("rollout_logp_gap")
+        metrics.update(grad_norm=grad_norm, tokens=n_tokens, sequences=n_seqs, micro_batches=float(len(micro)),
+                       lr=self.scheduler.get_last_lr()[0], skipped=float(nonfinite),
+                       skipped_total=float(self.skipped), step=float(self.step))
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, root: str, extra: dict | None = None):
+        """Write <root>/step-<step> atomically (see engine.learner.checkpoint); every rank must call it."""
+        return checkpoint.save(self, root, extra or {})
+
+    def load_checkpoint(self, path: str) -> dict:
+        """Restore from a step directory, or the newest complete one under a root; returns the saved `extra`."""
+        return checkpoint.load(self, path)

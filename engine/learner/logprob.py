@@ -1,0 +1,97 @@
+"""Token log-probs (and entropies) of a Qwen2.5-VL policy from its last hidden states, via kernels.linear_logprob.
+
+The LM head is applied only inside the fused kernel, so the [B, L, V] logits are never built. The vision
+tower runs exactly once per call on all of the batch's images and videos together (or on a one-patch-group
+dummy when `run_visual` asks for it and the batch has none): under FSDP every rank must run the same
+sequence of sharded modules, whatever its micro-batch holds.
+"""
+from __future__ import annotations
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from kernels import linear_logprob
+
+VIDEO_INPUTS = ("pixel_values_videos", "video_grid_thw")
+IMAGE_INPUTS = ("pixel_values", "image_grid_thw")
+
+
+def _vision(core, batch: dict, run_visual: bool) -> tuple[dict, torch.Tensor | None]:
+    """(mm_encoder_outputs for the text model, a zero-valued anchor that ties a dummy vision pass into the graph)."""
+    visual = core.visual
+    dtype = visual.patch_embed.proj.weight.dtype
+    parts = [(name, batch[pix], batch[grid]) for name, (pix, grid) in
+             (("image", IMAGE_INPUTS), ("video", VIDEO_INPUTS)) if pix in batch]
+    merge = visual.spatial_merge_size
+    if not parts:
+        if not run_visual:
+            return {}, None
+        cfg = visual.config
+        width = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+        device = batch["input_ids"].device
+        dummy = torch.zeros(merge * merge, width, dtype=dtype, device=device)
+        grid = torch.tensor([[1, merge, merge]], device=device)
+        out = visual(dummy, grid_thw=grid).pooler_output
+        return {}, out.sum() * 0.0
+    pixels = torch.cat([p.to(dtype) for _, p, _ in parts])
+    grids = torch.cat([g for _, _, g in parts])
+    embeds = visual(pixels, grid_thw=grids).pooler_output
+    outputs, start = {}, 0
+    for name, _, grid in parts:
+        n = int((grid.prod(-1) // (merge * merge)).sum())
+        outputs[name] = BaseModelOutputWithPooling(pooler_output=(embeds[start:start + n],))
+        start += n
+    return outputs, None
+
+
+def last_hidden(model, batch: dict, run_visual: bool = False) -> torch.Tensor:
+    """Last hidden states [B, L, H] of a Qwen2.5-VL ...ForConditionalGeneration `model`."""
+    core = model.model
+    mm_outputs, anchor = _vision(core, batch, run_visual)
+    kwargs = {k: batch[k] for k in ("attention_mask", "position_ids", "mm_token_type_ids", "video_grid_thw",
+                                    "image_grid_thw", "second_per_grid_ts") if k in batch}
+    hidden = core(input_ids=batch["input_ids"], mm_encoder_outputs=mm_outputs or None, use_cache=False,
+                  **kwargs).last_hidden_state
+    return hidden if anchor is None else hidden + anchor.to(hidden.dtype)
+
+
+def masked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
+                    temperature: float = 1.0, with_entropy: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(input_ids[:, j] | prefix) and the entropy of that distribution where loss_mask[:, j] != 0 (j >= 1).
+
+    fp32 [B, L] each, 0 elsewhere (entropy None without with_entropy). Only the masked rows reach the kernel.
+    """
+    target = loss_mask[:, 1:] != 0
+    h = hidden[:, :-1][target]
+    targets = input_ids[:, 1:][target].long()
+    logp, ent = linear_logprob(h, weight, targets, temperature=temperature, with_entropy=with_entropy)
+    where = torch.zeros(loss_mask.shape, dtype=torch.bool, device=hidden.device)
+    where[:, 1:] = target
+    zeros = torch.zeros(loss_mask.shape, dtype=torch.float32, device=hidden.device)
+    return zeros.masked_scatter(where, logp), (None if ent is None else zeros.masked_scatter(where, ent))
+
+
+def policy_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = True,
+                    run_visual: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """masked_logprobs of `batch` under `model` (needs input_ids, attention_mask, loss_mask and the model inputs)."""
+    hidden = last_hidden(model, batch, run_visual)
+    return masked_logprobs(hidden, model.lm_head.weight, batch["input_ids"], batch["loss_mask"], temperature,
+                           with_entropy)
+
+
+class LogprobModel(torch.nn.Module):
+    """Wraps an HF model so that one forward() (FSDP's unit of parameter gathering) yields token log-probs.
+
+    FSDP2 gathers the root's parameters (embeddings, final norm, LM head, vision patch embedding and merger)
+    in the root's forward; calling `hf.model(...)` and reading `hf.lm_head.weight` from outside any forward
+    would see shards. Holding the HF model as `hf` keeps its parameter names under the "hf." prefix.
+    """
+
+    def __init__(self, hf: torch.nn.Module):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, batch: dict, temperature: float = 1.0, with_entropy: bool = True,
+                run_visual: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return policy_logprobs(self.hf, batch, temperature, with_entropy, run_visual)

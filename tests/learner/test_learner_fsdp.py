@@ -1,0 +1,346 @@
+"""FSDP2 learner on real gloo process groups (2 ranks, CPU) against an independent single-process reference.
+
+One spawn runs the uninterrupted story (several learners, updates, checkpoints, a NaN step); a second spawn
+resumes from the checkpoint in fresh processes. The parent computes the reference steps: plain transformers
+forward with full logits, kernels' eager verl-semantics GRPO loss, torch AdamW, gradient clipping.
+"""
+import copy
+import datetime
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from engine.config import load_config
+from engine.errors import ConfigError
+from engine.learner import microbatch
+from engine.learner.options import LearnerConfig
+from engine.learner.policy import warmup_schedule
+from engine.model import load_policy
+from kernels.grpo_loss.config import GRPOConfig
+from kernels.grpo_loss.reference import grpo_loss_reference
+from learner_testlib import build_batch, free_port, real_clips
+
+WORLD = 2
+BASE = ["optim.lr=1e-3", "optim.weight_decay=0.01", "optim.grad_clip=0.5", "optim.warmup_steps=3",
+        "rollout.max_new_tokens=16", "rollout.temperature=1.0", "algo.kl_coef=0.05", "algo.kl_type=k3",
+        "algo.clip_low=0.2", "algo.clip_high=0.28"]
+# name -> (config overrides, learner options)
+LEARNERS = {
+    "whole": ([], LearnerConfig(micro_batch_tokens=100_000, old_logp="rollout", keep_checkpoints=2)),
+    "micro": ([], LearnerConfig(micro_batch_tokens=24, old_logp="rollout")),
+    "seqnorm": (["algo.loss_agg=seq-mean-token-sum-norm", "algo.entropy_coef=0.01"],
+                LearnerConfig(micro_batch_tokens=24, old_logp="recompute")),
+}
+
+
+def _cfg(extra):
+    return load_config(None, BASE + list(extra))
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _full_weights(learner):
+    out = {}
+    for name, t in learner.named_full_tensors():
+        out[name] = t.clone()
+    return out
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the test inspects which error it was
+        return type(e).__name__, str(e)
+    return None
+
+
+def _worker(rank, scenario, port, data, out):
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch.distributed as dist
+
+    from engine.learner.fsdp import FSDPLearner
+
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=120))
+    d = torch.load(data)
+    res = {}
+    ckpt = str(Path(out) / "ckpt")
+    if scenario == "main":
+        for name, (extra, opts) in LEARNERS.items():
+            learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
+            if name == "whole":
+                res["logp"] = learner.compute_logprobs(d["batch"])
+                res["ref_logp"] = learner.compute_logprobs(d["batch"], model="ref")
+            res[f"{name}/m1"] = learner.update(d["batch"], d["adv1"])
+            res[f"{name}/w1"] = _full_weights(learner)
+            if name == "micro":
+                # One row for two ranks (rank 1 has nothing: a zero-weight stand-in), then a video row beside
+                # a text-only row (one rank runs the vision tower on a dummy): neither may hang or diverge.
+                for part in ("single", "pair"):
+                    res[f"micro/m_{part}"] = learner.update(d[part], d[f"adv_{part}"])
+                    res[f"micro/w_{part}"] = _full_weights(learner)
+            if name != "whole":
+                continue
+            res["ckpt_path"] = str(learner.save_checkpoint(ckpt, {"data_position": 7}))
+            torch.manual_seed(1234 + rank)  # what the uninterrupted run's RNG holds right after the save
+            res["rng"] = torch.rand(4)
+            torch.manual_seed(1234 + rank)
+            res["m2"] = learner.update(d["batch2"], d["adv2"])
+            res["w2"] = _full_weights(learner)
+            res["m_nan"] = learner.update(d["batch2"], d["adv_nan"])
+            res["w_nan"] = _full_weights(learner)
+            res["grads_after_nan"] = [p.grad for p in learner.policy.parameters() if p.grad is not None]
+            learner.save_checkpoint(ckpt, {"data_position": 9})
+            learner.save_checkpoint(ckpt, {"data_position": 9})  # same step again: replaced, not duplicated
+    else:
+        name, (extra, opts) = "whole", LEARNERS["whole"]
+        learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
+        torch.manual_seed(999)  # anything; the checkpoint must restore the saved state
+        res["extra"] = learner.load_checkpoint(str(Path(ckpt) / "step-00000001"))
+        res["step"] = learner.step
+        torch.manual_seed(1234 + rank)
+        res["rng"] = torch.rand(4)
+        torch.manual_seed(1234 + rank)
+        res["m2"] = learner.update(d["batch2"], d["adv2"])
+        res["w2"] = _full_weights(learner)
+        # Bad input fails fast, on every rank alike (before any collective), and changes nothing.
+        no_logp = {k: v for k, v in d["batch2"].items() if k != "rollout_logp"}
+        no_ref = FSDPLearner(_cfg(["algo.kl_coef=0"]), rank, WORLD, opts)
+        res["errors"] = [_error(lambda: learner.update(d["batch2"], d["adv2"][:-1])),
+                         _error(lambda: learner.update(no_logp, d["adv2"])),
+                         _error(lambda: no_ref.compute_logprobs(d["batch2"], model="ref"))]
+        res["step_after_errors"] = learner.step
+    torch.save(res, Path(out) / f"{scenario}-rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _spawn(scenario, data, out):
+    mp.spawn(_worker, args=(scenario, free_port(), str(data), str(out)), nprocs=WORLD, join=True)
+    return [torch.load(Path(out) / f"{scenario}-rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+# ----------------------------------------------------------------------------- reference side
+
+
+def _reference_logprobs(model, batch):
+    """Full-logits log-probs and entropies [B, L] (0 off the shifted loss mask), transformers' own positions."""
+    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw",
+            "second_per_grid_ts")
+    logits = model(**{k: batch[k] for k in keys}).logits.float()
+    logsm = logits.log_softmax(-1)
+    picked = logsm[:, :-1].gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    ent = -(logsm.exp() * logsm).sum(-1)[:, :-1]
+    mask = _mask(batch)
+    pad = torch.zeros(batch["input_ids"].shape[0], 1)
+    return torch.cat([pad, picked], 1) * mask, torch.cat([pad, ent], 1) * mask
+
+
+def _mask(batch):
+    m = batch["loss_mask"].clone()
+    m[:, 0] = 0
+    return m
+
+
+def _reference_steps(extra, opts, steps):
+    """Single-process steps [(batch, adv)], one optimizer step each; returns [(metrics, state_dict)] per step."""
+    cfg = _cfg(extra)
+    model, _ = load_policy(None)
+    ref = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    sched = warmup_schedule(opt, cfg.optim.warmup_steps)
+    a = cfg.algo
+    gcfg = GRPOConfig(a.clip_low, a.clip_high, None, a.kl_type, a.kl_coef, a.loss_agg, a.entropy_coef,
+                      cfg.rollout.max_new_tokens)
+    out = []
+    for batch, adv in steps:
+        model.train()
+        logp, ent = _reference_logprobs(model, batch)
+        with torch.no_grad():
+            ref_logp, _ = _reference_logprobs(ref, batch)
+        old = batch["rollout_logp"] if opts.old_logp == "rollout" else logp.detach()
+        loss, stats = grpo_loss_reference(logp, old, ref_logp, adv, _mask(batch), gcfg, entropy=ent)
+        opt.zero_grad()
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
+        opt.step()
+        sched.step()
+        m = {k: float(v) for k, v in stats.items()}
+        m.update(loss=float(loss.detach()), grad_norm=norm, lr=sched.get_last_lr()[0])
+        out.append((m, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+    return out
+
+
+def _assert_weights_close(got, want, atol):
+    assert got.keys() == want.keys()
+    worst = max((got[k] - want[k]).abs().max().item() for k in want)
+    assert worst <= atol, f"max weight difference {worst:.3g} > {atol:.3g}"
+
+
+def _assert_step_matches(got, want, lr):
+    """Weights after AdamW steps agree to fp32 noise. Adam's first step is lr * g / (|g| + eps): where |g| is
+    near eps (1e-8) summation-order noise in g moves the update visibly, so a few elements may differ by up to
+    1% of lr; the bulk must agree to 1e-4 of lr. A lost or double-counted micro-batch moves most elements by
+    a large fraction of lr."""
+    assert got.keys() == want.keys()
+    diffs = torch.cat([(got[k] - want[k]).abs().flatten() for k in want])
+    assert diffs.max().item() <= 1e-2 * lr, f"max weight difference {diffs.max().item():.3g}"
+    assert (diffs > 1e-4 * lr).float().mean().item() < 1e-3, "more than 0.1% of weights differ beyond fp32 noise"
+
+
+def _assert_metrics_match(got, ref, rel=2e-4):
+    assert got["loss"] == pytest.approx(ref["loss"], rel=rel, abs=1e-6)
+    assert got["clip_frac"] == pytest.approx(ref["clip_frac"], abs=1e-6)
+    assert got["kl"] == pytest.approx(ref["kl"], rel=rel, abs=1e-7)
+    assert got["entropy"] == pytest.approx(ref["entropy_mean"], rel=rel)
+    assert got["ratio_mean"] == pytest.approx(ref["ratio_mean"], rel=rel)
+    assert got["grad_norm"] == pytest.approx(ref["grad_norm"], rel=rel)
+    assert got["lr"] == pytest.approx(ref["lr"], rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fsdp")
+    batch = build_batch(real_clips(tmp / "clips"))
+    # Rollout log-probs near the policy's own (as a rollout engine's would be), perturbed so that clipping
+    # happens on both sides; advantages of both signs.
+    model, _ = load_policy(None)
+    with torch.no_grad():
+        true_logp, _ = _reference_logprobs(model, batch)
+    g = torch.Generator().manual_seed(5)
+    B, L = batch["input_ids"].shape
+    batch["rollout_logp"] = (true_logp + 0.4 * torch.randn(B, L, generator=g)) * _mask(batch)
+    batch2 = dict(batch, rollout_logp=(true_logp + 0.3 * torch.randn(B, L, generator=g)) * _mask(batch))
+    adv1 = torch.randn(B, generator=g)
+    adv2 = torch.randn(B, generator=g)
+    adv_nan = adv2.clone()
+    adv_nan[3] = float("nan")
+    lay = microbatch.layout(batch, 2)
+    single = microbatch.select(batch, lay, [2])
+    pair = microbatch.select(batch, lay, [1, 2])
+    assert "pixel_values_videos" in single and lay.visual["pixel_values_videos"].num_items[1] == 0
+    data = tmp / "data.pt"
+    torch.save({"batch": batch, "batch2": batch2, "adv1": adv1, "adv2": adv2, "adv_nan": adv_nan,
+                "single": single, "adv_single": torch.tensor([0.7]), "pair": pair,
+                "adv_pair": torch.tensor([-0.4, 0.9])}, data)
+    main = _spawn("main", data, tmp)
+    resumed = _spawn("resume", data, tmp)
+    return {"tmp": tmp, "batch": batch, "batch2": batch2, "adv1": adv1, "adv2": adv2, "main": main,
+            "resumed": resumed, "true_logp": true_logp}
+
+
+def test_ranks_agree_on_metrics_and_weights(run):
+    r0, r1 = run["main"]
+    for key in ("whole/m1", "micro/m1", "seqnorm/m1", "m2"):
+        assert r0[key] == r1[key]
+    for key in ("whole/w1", "w2"):
+        _assert_weights_close(r1[key], r0[key], atol=0.0)
+
+
+def test_logprobs_match_full_logits_reference(run):
+    r0 = run["main"][0]
+    mask = _mask(run["batch"])
+    torch.testing.assert_close(r0["logp"], run["true_logp"], atol=5e-5, rtol=0)
+    torch.testing.assert_close(r0["ref_logp"], run["true_logp"], atol=5e-5, rtol=0)
+    assert (r0["logp"] * (1 - mask)).abs().sum() == 0 and mask.sum() > 0
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_fsdp_step_equals_single_process_reference(run, name):
+    extra, opts = LEARNERS[name]
+    (ref_m, ref_w), = _reference_steps(extra, opts, [(run["batch"], run["adv1"])])
+    got = run["main"][0]
+    m = got[f"{name}/m1"]
+    _assert_metrics_match(m, ref_m)
+    assert m["tokens"] == float(_mask(run["batch"]).sum()) and m["skipped"] == 0.0
+    if name == "whole":
+        assert m["micro_batches"] == 1
+        assert 0.05 < m["clip_frac"] < 0.95  # the perturbed rollout log-probs do exercise clipping
+    else:
+        assert m["micro_batches"] >= 2  # the budget really splits each rank's shard
+    # One AdamW step moves weights by up to lr = 1e-3; the sharded step lands within fp32 noise of the reference.
+    _assert_step_matches(got[f"{name}/w1"], ref_w, lr=1e-3)
+    before, _ = load_policy(None)
+    moved = max((ref_w[k] - v).abs().max().item() for k, v in before.state_dict().items())
+    assert moved > 1e-4
+
+
+def test_micro_batching_equals_whole_shard(run):
+    r0 = run["main"][0]
+    _assert_step_matches(r0["micro/w1"], r0["whole/w1"], lr=1e-3)
+    for k in ("loss", "clip_frac", "kl", "entropy", "grad_norm", "tokens"):
+        assert r0["micro/m1"][k] == pytest.approx(r0["whole/m1"][k], rel=1e-5, abs=1e-7)
+
+
+def test_second_step_matches_reference(run):
+    extra, opts = LEARNERS["whole"]
+    steps = _reference_steps(extra, opts, [(run["batch"], run["adv1"]), (run["batch2"], run["adv2"])])
+    ref_m, ref_w = steps[1]
+    got = run["main"][0]
+    _assert_metrics_match(got["m2"], ref_m)
+    assert got["m2"]["kl"] > 0  # the policy has moved away from the reference
+    _assert_step_matches(got["w2"], ref_w, lr=1e-3)
+
+
+def test_nan_loss_skips_the_update_and_counts_it(run):
+    for r in run["main"]:
+        m = r["m_nan"]
+        assert m["skipped"] == 1.0 and m["skipped_total"] == 1.0 and m["step"] == 3.0
+        assert m["loss"] != m["loss"]  # NaN, reported as such
+        _assert_weights_close(r["w_nan"], r["w2"], atol=0.0)
+        assert r["grads_after_nan"] == []
+
+
+def test_resume_in_fresh_processes_reproduces_the_next_step(run):
+    for main, resumed in zip(run["main"], run["resumed"]):
+        assert resumed["extra"] == {"data_position": 7} and resumed["step"] == 1
+        assert torch.equal(resumed["rng"], main["rng"])
+        assert resumed["m2"] == main["m2"]
+        _assert_weights_close(resumed["w2"], main["w2"], atol=0.0)
+
+
+def test_checkpoint_dirs_are_atomic_pruned_and_load_with_plain_transformers(run):
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    root = Path(run["tmp"]) / "ckpt"
+    names = sorted(p.name for p in root.iterdir())
+    # keep_checkpoints=2: step 1 and step 3 (saved twice) remain; no temporary directory is left.
+    assert names == ["step-00000001", "step-00000003"]
+    step1 = root / "step-00000001"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(step1)
+    _assert_weights_close({k: v for k, v in model.state_dict().items()}, run["main"][0]["whole/w1"], atol=0.0)
+    tok = AutoTokenizer.from_pretrained(step1)
+    assert tok.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
+    assert (step1 / "preprocessor_config.json").is_file()
+
+
+def test_uneven_shards_and_text_only_ranks_stay_in_lockstep(run):
+    r0, r1 = run["main"]
+    batch = run["batch"]
+    for part, rows in (("single", [2]), ("pair", [1, 2])):
+        assert r0[f"micro/m_{part}"] == r1[f"micro/m_{part}"]
+        m = r0[f"micro/m_{part}"]
+        assert m["tokens"] == float(_mask(batch)[rows].sum()) and m["skipped"] == 0.0
+        _assert_weights_close(r1[f"micro/w_{part}"], r0[f"micro/w_{part}"], atol=0.0)
+    moved = max((r0["micro/w_pair"][k] - r0["micro/w_single"][k]).abs().max().item() for k in r0["micro/w_pair"])
+    assert moved > 0
+
+
+def test_bad_input_fails_fast_with_typed_errors(run):
+    for r in run["resumed"]:
+        adv, logp, ref = r["errors"]
+        assert adv[0] == "LearnerBatchError" and "advantages" in adv[1]
+        assert logp[0] == "LearnerBatchError" and "rollout_logp" in logp[1]
+        assert ref[0] == "ConfigError" and "algo.kl_coef" in ref[1]
+        assert r["step_after_errors"] == 2
+    for bad in (dict(micro_batch_tokens=0), dict(old_logp="stale"), dict(keep_checkpoints=0)):
+        with pytest.raises(ConfigError, match="learner."):
+            replace(LearnerConfig(), **bad).validate()
