@@ -113,11 +113,18 @@ class TrainerConfig:
     prompts_per_step: int = 2
     seed: int = 0
     output_dir: str = "runs/default"
+    one_step_off: bool = False  # roll out step k+1 while training on step k (ratio vs the rollout's log-probs)
+    eval_every: int = 0  # GRPO steps between held-out evaluations; 0 = only at the end
+    checkpoint_every: int = 0  # GRPO steps between checkpoints; 0 = only at the end
 
 
 @dataclass
 class RayConfig:
-    address: str | None = None  # None starts a local cluster
+    address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
+    rollout_workers: int = 2
+    learners: int = 2  # FSDP2 ranks
+    sync_bucket_mb: int = 256  # flat bucket size of the weight broadcast
+    sync_checksum: bool = True  # rollout workers verify every bucket
 
 
 @dataclass
@@ -176,6 +183,11 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "sft.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.prompts_per_step": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.eval_every": (lambda v: v >= 0, "an integer >= 0"),
+    "trainer.checkpoint_every": (lambda v: v >= 0, "an integer >= 0"),
+    "ray.rollout_workers": (lambda v: v >= 1, "an integer >= 1"),
+    "ray.learners": (lambda v: v >= 1, "an integer >= 1"),
+    "ray.sync_bucket_mb": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 

@@ -18,3 +18,10 @@ def group_advantages(rewards: torch.Tensor, group_size: int, normalize_std: bool
     if normalize_std:
         adv = adv / (r.std(dim=1, keepdim=True) + eps)
     return adv.reshape(-1)
+
+
+def advantages_for(rewards: torch.Tensor, group_size: int, kind: str) -> torch.Tensor:
+    """The configured estimator: "grpo" (mean/std) or "drgrpo" (mean only)."""
+    if kind not in ("grpo", "drgrpo"):
+        raise ValueError(f"unknown advantage estimator {kind!r}; expected 'grpo' or 'drgrpo'")
+    return group_advantages(rewards, group_size, normalize_std=kind == "grpo")

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from engine.algo.advantages import group_advantages
+from engine.algo.advantages import advantages_for
+from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config, DataConfig
 from engine.data.dataset import load_rows, load_videos
 from engine.data.synthetic import make_dataset
 from engine.learner.policy import Learner, sft_step
 from engine.learner.sft import sft_batch
 from engine.model import load_policy
-from engine.reward import score
+from engine.native import mrope_config
+from engine.reward import score_sample
+from engine.rollout.agent import LoopConfig
+from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend, SamplingParams
 from engine.telemetry.metrics import MetricsLog
@@ -63,17 +67,35 @@ def build_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
     policy = FramePolicy(
         fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
     )
-    backend = HFBackend(model, tokenizer, stop_token_ids=[end_id])
-    merge = model.config.vision_config.spatial_merge_size
+    records = load_videos(root)
     return Session(
         train_rows=load_rows(root / "train.jsonl"),
         eval_rows=load_rows(root / "eval.jsonl"),
-        records=load_videos(root),
+        records=records,
         model=model,
         tokenizer=tokenizer,
-        rollout=GroupedRollout(backend, tokenizer, service, policy, merge),
+        rollout=build_rollout(cfg, model, tokenizer, service, policy, records),
         end_id=end_id,
     )
+
+
+def build_rollout(cfg: Config, model, tokenizer, service, policy, records) -> GroupedRollout:
+    """The HF backend and the agent loop as cfg.rollout asks (thinker / re-look / tool-using agent)."""
+    r = cfg.rollout
+    agent = r.mode == "agent"
+    loop = LoopConfig(
+        tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
+        max_total_tokens=r.max_total_tokens or r.max_new_tokens * (r.max_turns + 1),
+        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers,
+    )
+    registry = None
+    if agent:
+        from engine.tools import CaptionClipIndex, default_registry
+
+        registry = default_registry(CaptionClipIndex(records))
+    merge = model.config.vision_config.spatial_merge_size
+    return GroupedRollout(HFBackend(model, tokenizer), tokenizer, service, policy, merge, loop, registry, r.mode,
+                          mrope=mrope_config(model.config), relook_frames=r.relook_frames)
 
 
 def batches(rows: list, size: int, seed: int):
@@ -122,16 +144,15 @@ def train(cfg: Config, log: Callable[[str], None] = print, session: Session | No
             top_p=cfg.rollout.top_p, seed=cfg.trainer.seed * 1_000_003 + step,
         )
         s.model.eval()
-        rollout, rstats = s.rollout.run(rows, cfg.rollout.group_size, params)
+        rollout, rewards, rm = _rollout_step(cfg, s, rows, stream, params)
         t1 = time.perf_counter()
-        by_id = {r.id: r for r in rows}
-        rewards = [score(x.response_text, by_id[x.row_id], cfg.reward.accuracy_weight, cfg.reward.format_weight) for x in rollout.samples]
-        m = {"step": step, "failed_prompts": rstats.failed_prompts}
+        m = {"step": step, **rm}
         if rewards:
             total = torch.tensor([r.total for r in rewards])
-            adv = group_advantages(total, cfg.rollout.group_size, normalize_std=cfg.algo.advantage == "grpo")
+            adv = advantages_for(total, cfg.rollout.group_size, cfg.algo.advantage)
+            rollout.set_advantages(adv)
             m.update(learner.update(rollout.tensors(pad_id, video_id), adv))
-            new_tokens = sum(len(x.response_ids) for x in rollout.samples)
+            new_tokens = sum(x.generated_tokens for x in rollout.samples)
             m.update(
                 reward_mean=float(total.mean()),
                 accuracy=sum(r.accuracy for r in rewards) / len(rewards),
@@ -154,6 +175,49 @@ def train(cfg: Config, log: Callable[[str], None] = print, session: Session | No
     return history
 
 
+def _score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
+    agent = cfg.rollout.mode == "agent"
+    rewards = [score_sample(x, by_id[x.row_id], cfg.reward, agent) for x in batch.samples]
+    for x, r in zip(batch.samples, rewards):
+        x.reward = r.total
+    return rewards
+
+
+def _rollout_step(cfg: Config, s: Session, rows: list, stream, params: SamplingParams):
+    """(scored RolloutBatch, rewards, metrics) for one step; with algo.dynamic_sampling, zero-variance
+    groups are dropped and refilled from fresh prompts of `stream`."""
+    g = cfg.rollout.group_size
+    m: dict = {"failed_prompts": 0}
+    loops, scored = [], {}
+
+    def draw(k: int):
+        batch_rows = rows[:k] if not loops else next(stream)[:k]  # refills take fresh prompts
+        batch, st = s.rollout.run(batch_rows, g, replace(params, seed=params.seed + 7919 * len(loops)))
+        m["failed_prompts"] += st.failed_prompts
+        loops.append(st)
+        rewards = _score(cfg, batch, {r.id: r for r in batch_rows})
+        scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
+        return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
+
+    if cfg.algo.dynamic_sampling:
+        groups, fs = fill_informative(draw, g, len(rows), cfg.algo.dynamic_sampling_max_rounds)
+        samples = [replace(x, group=k) for k, grp in enumerate(groups) for x in grp]
+        m.update(groups_dropped=fs.groups_dropped, sampling_rounds=fs.rounds)
+    else:
+        samples, _ = draw(len(rows))
+    batch = RolloutBatch(samples, g, s.rollout.mrope)
+    rewards = [scored[x.seed] for x in samples]
+    n = max(1, len(samples))
+    m.update(
+        time_generate_s=sum(st.loop.generate_s for st in loops), time_tool_s=sum(st.loop.tool_s for st in loops),
+        time_tool_wait_s=sum(st.loop.wait_s for st in loops), time_decode_s=sum(st.decode_s for st in loops),
+        tool_calls=sum(len(x.tool_trace) for x in samples) / n,
+        tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
+        turns=sum(x.turns for x in samples) / n,
+    )
+    return batch, rewards, m
+
+
 def evaluate(cfg: Config, log: Callable[[str], None] = print, session: Session | None = None) -> dict:
     """Sample one response per held-out question; report mean accuracy and format reward."""
     s = session or build_session(cfg, log)
@@ -162,9 +226,8 @@ def evaluate(cfg: Config, log: Callable[[str], None] = print, session: Session |
     by_id = {r.id: r for r in s.eval_rows}
     acc, fmt = [], []
     for i in range(0, len(s.eval_rows), 8):
-        rollout, _ = s.rollout.run(s.eval_rows[i : i + 8], 1, params)
-        for x in rollout.samples:
-            r = score(x.response_text, by_id[x.row_id])
+        rollout, _ = s.rollout.run(s.eval_rows[i : i + 8], 1, replace(params, seed=params.seed + i))
+        for r in _score(cfg, rollout, by_id):
             acc.append(r.accuracy)
             fmt.append(r.format)
     result = {"questions": len(acc), "accuracy": sum(acc) / max(1, len(acc)), "format": sum(fmt) / max(1, len(fmt))}

@@ -6,7 +6,7 @@ import re
 _ANSWER = re.compile(r"<answer>([^<]*)</answer>")
 _CLOCK = r"(\d{1,3}):([0-5]?\d(?:\.\d+)?)"
 _SPAN_CLOCK = re.compile(rf"^\s*{_CLOCK}\s*-\s*{_CLOCK}\s*$")
-_SPAN_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:s|sec|seconds)?\s*-\s*(\d+(?:\.\d+)?)\s*(?:s|sec|seconds)?\s*$")
+_SPAN_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:(?:s|sec|seconds)\s*)?-\s*(\d+(?:\.\d+)?)\s*(?:(?:s|sec|seconds)\s*)?$")
 
 
 def extract_answer(text: str) -> str | None:

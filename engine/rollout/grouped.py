@@ -1,67 +1,99 @@
-"""Grouped rollout: G sampled responses per prompt, one decoded clip shared by the whole group."""
+"""Grouped rollout: G trajectories per prompt through the agent loop, one decoded clip shared by the whole group."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from engine.errors import VideoDecodeError, VideoRequestError
 from engine.model import expand_vision_pads
-from engine.rollout.batch import RolloutBatch, Sample, VideoInput
-from engine.rollout.hf_backend import HFBackend, Request, SamplingParams
+from engine.rollout.agent import AgentLoop, Episode, LoopConfig, LoopStats
+from engine.rollout.backend import Backend, SamplingParams
+from engine.rollout.batch import RolloutBatch, VideoInput
 from engine.rollout.prompt import build_messages
+from engine.rollout.seeds import SeedTable
+
+
+@dataclass
+class Prompt:
+    """A row made ready for generation: prompt ids (video pads expanded), its videos, its tool context."""
+
+    prompt_ids: list[int]
+    videos: list[VideoInput]
+    ctx: object = None  # engine.tools.ToolContext
+
+    @property
+    def video(self) -> VideoInput | None:
+        return self.videos[0] if self.videos else None
 
 
 @dataclass
 class RolloutStats:
     failed_prompts: int = 0
     errors: list[str] = field(default_factory=list)
+    decode_s: float = 0.0  # decoding + preprocessing the prompts' videos
+    loop: LoopStats = field(default_factory=LoopStats)
 
 
 class GroupedRollout:
-    def __init__(self, backend: HFBackend, tokenizer, video_service, frame_policy, merge_size: int):
+    """mode "thinker": one Video-Thinker turn (plus re-looks when loop.relook); mode "agent": tool calls."""
+
+    def __init__(self, backend: Backend, tokenizer, video_service, frame_policy, merge_size: int,
+                 loop: LoopConfig | None = None, registry=None, mode: str = "thinker", mrope: dict | None = None,
+                 relook_frames: int | None = None):
         self.backend = backend
         self.tokenizer = tokenizer
         self.video = video_service
         self.frame_policy = frame_policy
         self.merge_size = merge_size
+        self.mode = mode
+        self.loop_cfg = loop or LoopConfig()
+        if mode == "agent" and not self.loop_cfg.tools:
+            raise ValueError("agent mode needs LoopConfig(tools=True)")
+        self.registry = registry
+        self.mrope = mrope
+        self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, merge_size=merge_size, registry=registry,
+                              relook_frames=relook_frames)
         self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
 
-    def prepare(self, row) -> Request:
+    def prepare(self, row) -> Prompt:
         """Decode the row's video once and build its prompt ids with one pad per merged visual token."""
-        clip = self.video.sample(row.video, self.frame_policy)
-        video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t))
-        text = self.tokenizer.apply_chat_template(build_messages(row), add_generation_prompt=True, tokenize=False)
+        clip = self.video.sample(str(row.video), self.frame_policy)
+        video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t),
+                           float(clip.start_s), float(clip.end_s))
+        tools = self.registry.schemas() if self.mode == "agent" else None
+        messages = build_messages(row, self.mode, self.loop_cfg.relook)
+        text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         ids = expand_vision_pads(ids, [video.grid_thw], self.merge_size, self.video_pad_id)
-        return Request(prompt_ids=ids, video=video)
+        ctx = None
+        if self.loop_cfg.tools or self.loop_cfg.relook:
+            from engine.tools import ToolContext
+
+            duration = self.video.probe(str(row.video)).duration_s
+            ctx = ToolContext(str(row.video), self.video, self.frame_policy, duration)
+        return Prompt(ids, [video], ctx)
 
     def run(self, rows: list, group_size: int, params: SamplingParams) -> tuple[RolloutBatch, RolloutStats]:
-        """Sample `group_size` responses for each row. A row whose video cannot be read is dropped and counted."""
+        """Sample `group_size` trajectories for each row. A row whose video cannot be read is dropped and counted.
+
+        Seeds: params.seed is the base; every (row position, sample, turn) gets a distinct derived seed.
+        """
         stats = RolloutStats()
-        kept, requests = [], []
-        for row in rows:
+        episodes: list[Episode] = []
+        t0 = time.perf_counter()
+        for p, row in enumerate(rows):
             try:
-                req = self.prepare(row)
+                prompt = self.prepare(row)
             except (VideoDecodeError, VideoRequestError) as e:
                 stats.failed_prompts += 1
                 stats.errors.append(f"{row.id}: {e}")
                 continue
-            kept.append(row)
-            requests.extend([req] * group_size)
+            group = len(episodes) // group_size
+            episodes.extend(Episode(p, s, group, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx)
+                            for s in range(group_size))
+        stats.decode_s = time.perf_counter() - t0
         samples = []
-        if requests:
-            gens = self.backend.generate(requests, params)
-            for k, (req, gen) in enumerate(zip(requests, gens)):
-                row = kept[k // group_size]
-                samples.append(
-                    Sample(
-                        group=k // group_size,
-                        row_id=row.id,
-                        prompt_ids=req.prompt_ids,
-                        response_ids=gen.token_ids,
-                        response_logprobs=gen.logprobs,
-                        video=req.video,
-                        response_text=self.tokenizer.decode(gen.token_ids[:-1] if gen.finished else gen.token_ids),
-                        finished=gen.finished,
-                    )
-                )
-        return RolloutBatch(samples=samples, group_size=group_size), stats
+        if episodes:
+            seeds = SeedTable(params.seed, len(rows), group_size, self.loop_cfg.max_turns)
+            samples, stats.loop = self.loop.run(episodes, params, seeds)
+        return RolloutBatch(samples=samples, group_size=group_size, mrope=self.mrope), stats

@@ -1,0 +1,21 @@
+"""Fixtures for the rollout tests: the tiny model and a small rendered synthetic dataset (built once)."""
+import pytest
+
+from engine.config import load_config
+
+
+@pytest.fixture(scope="session")
+def rollout_cfg(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rollout")
+    return load_config(None, [
+        f"data.dir={tmp / 'data'}", "data.num_videos=4", "data.duration_s=6",
+        "video.fps=1", "video.min_frames=2", "video.max_frames=4", "video.max_pixels=12544",
+        "rollout.group_size=2", "rollout.max_new_tokens=12",
+    ])
+
+
+@pytest.fixture(scope="session")
+def session(rollout_cfg):
+    from engine.orchestration.trainer import build_session
+
+    return build_session(rollout_cfg, log=lambda _: None)
