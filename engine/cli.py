@@ -29,26 +29,19 @@ def _load(args: list[str]):
     return load_config(path, overrides)
 
 
-def cmd_train(cfg) -> int:
+def cmd_train(cfg, resume: bool = False) -> int:
     from engine.orchestration.trainer import train
 
-    history = train(cfg)
-    last = history[-1]
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}))
+    train(cfg, resume=resume)
     return 0
 
 
 def cmd_sft(cfg) -> int:
-    from engine.orchestration.trainer import build_session, run_sft
+    from engine.orchestration.trainer import sft_to_disk
 
     if cfg.sft.steps < 1:
         raise ConfigError("sft.steps", "expected an integer >= 1 for `vthink sft`")
-    session = build_session(cfg)
-    run_sft(cfg, session)
-    out = Path(cfg.trainer.output_dir) / "sft"
-    session.model.save_pretrained(out)
-    session.tokenizer.save_pretrained(out)
-    print(f"saved the SFT policy to {out}")
+    sft_to_disk(cfg, Path(cfg.trainer.output_dir) / "sft")
     return 0
 
 
@@ -72,7 +65,8 @@ def cmd_make_data(cfg) -> int:
 
 
 COMMANDS = {
-    "train": (cmd_train, "GRPO training: rollout G samples per question, reward, update (optional SFT warm-up first)"),
+    "train": (cmd_train, "GRPO on Ray: rollout workers sample G answers per question, FSDP learners update, "
+                         "weights sync every step (optional SFT warm-up first; --resume continues a run)"),
     "sft": (cmd_sft, "supervised fine-tuning on ground-truth reasoning traces (sft.steps steps); saves <output_dir>/sft"),
     "eval": (cmd_eval, "accuracy and format reward of model.path (or the tiny model) on the held-out split"),
     "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir"),
@@ -86,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
+        if name == "train":
+            p.add_argument("--resume", action="store_true",
+                           help="continue from the newest checkpoint under <trainer.output_dir>/checkpoints")
     return parser
 
 
@@ -97,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vthink: config error: {e}", file=sys.stderr)
         return 2
     try:
+        if ns.command == "train":
+            return cmd_train(cfg, resume=ns.resume)
         return COMMANDS[ns.command][0](cfg)
     except ConfigError as e:
         print(f"vthink: config error: {e}", file=sys.stderr)

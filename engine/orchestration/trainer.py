@@ -1,13 +1,15 @@
-"""The GRPO training loop (single process for now): rollout -> rewards -> group advantages -> update.
+"""The GRPO loop: rollout workers -> rewards -> group advantages -> FSDP learners -> weight sync, on Ray.
 
-The walking skeleton of the architecture: each phase lives in its own package (rollout/, reward/,
-algo/, learner/) so later work can make it distributed without changing the loop's shape.
+`train(cfg)` runs the optional SFT warm-up in this process, starts the cluster (engine/orchestration/
+cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the rollout of step k+1 runs while
+the learners train on step k, and the importance ratio uses the rollout's log-probs.
 """
 from __future__ import annotations
 
-import random
+import json
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,167 +17,49 @@ import torch
 
 from engine.algo.advantages import advantages_for
 from engine.algo.dynamic_sampling import fill_informative
-from engine.config import Config, DataConfig
-from engine.data.dataset import load_rows, load_videos
-from engine.data.synthetic import make_dataset
-from engine.learner.policy import Learner, sft_step
+from engine.config import Config
+from engine.data.dataset import load_rows
+from engine.learner.checkpoint import latest
+from engine.learner.policy import sft_step
 from engine.learner.sft import sft_batch
-from engine.model import load_policy
-from engine.native import mrope_config
+from engine.orchestration.session import PromptStream, Session, build_session, ensure_dataset
 from engine.reward import score_sample
-from engine.rollout.agent import LoopConfig
 from engine.rollout.batch import RolloutBatch
-from engine.rollout.grouped import GroupedRollout
-from engine.rollout.hf_backend import HFBackend, SamplingParams
-from engine.telemetry.metrics import MetricsLog
+from engine.rollout.hf_backend import SamplingParams
+from engine.telemetry.metrics import MetricsLog, read_metrics
+from engine.telemetry.phases import PhaseTimer
 from engine.telemetry.report import plot_rewards, summary_table
-from engine.video import FramePolicy, VideoService
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
-    """The dataset directory, rendered from cfg's seed first when it does not exist yet."""
-    root = Path(cfg.dir)
-    if not (root / "train.jsonl").is_file():
-        log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
-        make_dataset(
-            root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec,
-            width=cfg.width, height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s,
-        )
-    return root
+Log = Callable[[str], None]
 
 
-@dataclass
-class Session:
-    """Everything one run builds once: data, model, video service, rollout."""
-
-    train_rows: list
-    eval_rows: list
-    records: dict
-    model: torch.nn.Module
-    tokenizer: object
-    rollout: GroupedRollout
-    end_id: int
-
-
-def build_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
-    root = ensure_dataset(cfg.data, log)
-    model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
-    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes)
-    policy = FramePolicy(
-        fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
-    )
-    records = load_videos(root)
-    return Session(
-        train_rows=load_rows(root / "train.jsonl"),
-        eval_rows=load_rows(root / "eval.jsonl"),
-        records=records,
-        model=model,
-        tokenizer=tokenizer,
-        rollout=build_rollout(cfg, model, tokenizer, service, policy, records),
-        end_id=end_id,
-    )
-
-
-def build_rollout(cfg: Config, model, tokenizer, service, policy, records) -> GroupedRollout:
-    """The HF backend and the agent loop as cfg.rollout asks (thinker / re-look / tool-using agent)."""
-    r = cfg.rollout
-    agent = r.mode == "agent"
-    loop = LoopConfig(
-        tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
-        max_total_tokens=r.max_total_tokens or r.max_new_tokens * (r.max_turns + 1),
-        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers,
-    )
-    registry = None
-    if agent:
-        from engine.tools import CaptionClipIndex, default_registry
-
-        registry = default_registry(CaptionClipIndex(records))
-    merge = model.config.vision_config.spatial_merge_size
-    return GroupedRollout(HFBackend(model, tokenizer), tokenizer, service, policy, merge, loop, registry, r.mode,
-                          mrope=mrope_config(model.config), relook_frames=r.relook_frames)
-
-
-def batches(rows: list, size: int, seed: int):
-    """Endless stream of `size` rows: a seeded shuffle per epoch."""
-    rng = random.Random(seed)
-    while True:
-        order = rows[:]
-        rng.shuffle(order)
-        for i in range(0, len(order) - size + 1, size):
-            yield order[i : i + size]
-
-
-def run_sft(cfg: Config, s: Session, log: Callable[[str], None] = print) -> list[float]:
+def run_sft(cfg: Config, s: Session, log: Log = print) -> list[float]:
     """Supervised warm-up on ground-truth traces so GRPO starts from a policy that knows the format."""
     optimizer = torch.optim.AdamW(s.model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.optim.weight_decay)
-    stream = batches(s.train_rows, min(cfg.sft.batch_size, len(s.train_rows)), cfg.trainer.seed + 1)
+    stream = PromptStream(s.train_rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
     losses = []
     for step in range(cfg.sft.steps):
         rows = next(stream)
-        requests = [s.rollout.prepare(r) for r in rows]
-        batch = sft_batch(rows, s.records, requests, s.tokenizer, s.end_id).tensors(pad_id, video_id)
+        prompts = [s.rollout.prepare(r) for r in rows]
+        batch = sft_batch(rows, s.records, prompts, s.tokenizer, s.end_id).tensors(pad_id, video_id)
         losses.append(sft_step(s.model, optimizer, batch, cfg.optim.grad_clip))
         if step % 10 == 0 or step == cfg.sft.steps - 1:
             log(f"sft {step + 1}/{cfg.sft.steps} | loss {losses[-1]:.3f}")
     return losses
 
 
-def train(cfg: Config, log: Callable[[str], None] = print, session: Session | None = None) -> list[dict]:
-    """Run cfg.trainer.steps GRPO steps; metrics go to <output_dir>/metrics.jsonl and the log. Returns them."""
-    torch.manual_seed(cfg.trainer.seed)
-    s = session or build_session(cfg, log)
-    if cfg.sft.steps:
-        run_sft(cfg, s, log)
-    learner = Learner(s.model, cfg.algo, cfg.optim, temperature=cfg.rollout.temperature)
-    out = Path(cfg.trainer.output_dir)
-    metrics_log = MetricsLog(out, cfg.trainer.steps)
-    stream = batches(s.train_rows, min(cfg.trainer.prompts_per_step, len(s.train_rows)), cfg.trainer.seed)
-    pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
-    history = []
-    for step in range(cfg.trainer.steps):
-        rows = next(stream)
-        t0 = time.perf_counter()
-        params = SamplingParams(
-            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p, seed=cfg.trainer.seed * 1_000_003 + step,
-        )
-        s.model.eval()
-        rollout, rewards, rm = _rollout_step(cfg, s, rows, stream, params)
-        t1 = time.perf_counter()
-        m = {"step": step, **rm}
-        if rewards:
-            total = torch.tensor([r.total for r in rewards])
-            adv = advantages_for(total, cfg.rollout.group_size, cfg.algo.advantage)
-            rollout.set_advantages(adv)
-            m.update(learner.update(rollout.tensors(pad_id, video_id), adv))
-            new_tokens = sum(x.generated_tokens for x in rollout.samples)
-            m.update(
-                reward_mean=float(total.mean()),
-                accuracy=sum(r.accuracy for r in rewards) / len(rewards),
-                format=sum(r.format for r in rewards) / len(rewards),
-                response_len=new_tokens / len(rewards),
-                truncated=sum(not x.finished for x in rollout.samples) / len(rewards),
-                tokens_per_s=new_tokens / max(t1 - t0, 1e-9),
-            )
-        m.update(time_rollout_s=t1 - t0, time_update_s=time.perf_counter() - t1)
-        metrics_log.write(m)
-        history.append(m)
-        log(metrics_log.progress_line(step, m))
-    metrics_log.close()
-    log(summary_table(history))
-    log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
-    final = out / "final"
-    s.model.save_pretrained(final)
-    s.tokenizer.save_pretrained(final)
-    log(f"saved the policy to {final}")
-    return history
+def sft_to_disk(cfg: Config, out: Path, log: Log = print) -> Path:
+    """Run the SFT warm-up and save the policy (HF layout) to `out`."""
+    s = build_session(cfg, log)
+    run_sft(cfg, s, log)
+    s.model.save_pretrained(out)
+    s.tokenizer.save_pretrained(out)
+    log(f"saved the SFT policy to {out}")
+    return out
 
 
-def _score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
+def score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
     agent = cfg.rollout.mode == "agent"
     rewards = [score_sample(x, by_id[x.row_id], cfg.reward, agent) for x in batch.samples]
     for x, r in zip(batch.samples, rewards):
@@ -183,53 +67,204 @@ def _score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
     return rewards
 
 
-def _rollout_step(cfg: Config, s: Session, rows: list, stream, params: SamplingParams):
-    """(scored RolloutBatch, rewards, metrics) for one step; with algo.dynamic_sampling, zero-variance
-    groups are dropped and refilled from fresh prompts of `stream`."""
-    g = cfg.rollout.group_size
-    m: dict = {"failed_prompts": 0}
-    loops, scored = [], {}
+def _policy_ids(cfg: Config) -> tuple[int, int, dict]:
+    """(pad id, video token id, M-RoPE settings) of the policy, for assembling learner batches."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    def draw(k: int):
-        batch_rows = rows[:k] if not loops else next(stream)[:k]  # refills take fresh prompts
-        batch, st = s.rollout.run(batch_rows, g, replace(params, seed=params.seed + 7919 * len(loops)))
-        m["failed_prompts"] += st.failed_prompts
-        loops.append(st)
-        rewards = _score(cfg, batch, {r.id: r for r in batch_rows})
-        scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
-        return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
+    from engine.model import ensure_tiny
+    from engine.native import mrope_config
 
-    if cfg.algo.dynamic_sampling:
-        groups, fs = fill_informative(draw, g, len(rows), cfg.algo.dynamic_sampling_max_rounds)
-        samples = [replace(x, group=k) for k, grp in enumerate(groups) for x in grp]
-        m.update(groups_dropped=fs.groups_dropped, sampling_rounds=fs.rounds)
-    else:
-        samples, _ = draw(len(rows))
-    batch = RolloutBatch(samples, g, s.rollout.mrope)
-    rewards = [scored[x.seed] for x in samples]
-    n = max(1, len(samples))
-    m.update(
-        time_generate_s=sum(st.loop.generate_s for st in loops), time_tool_s=sum(st.loop.tool_s for st in loops),
-        time_tool_wait_s=sum(st.loop.wait_s for st in loops), time_decode_s=sum(st.decode_s for st in loops),
-        tool_calls=sum(len(x.tool_trace) for x in samples) / n,
-        tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
-        turns=sum(x.turns for x in samples) / n,
-    )
-    return batch, rewards, m
+    path = cfg.model.path if cfg.model.path not in (None, "tiny") else ensure_tiny(cfg.model.seed)
+    config = AutoConfig.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path).pad_token_id, config.video_token_id, mrope_config(config)
 
 
-def evaluate(cfg: Config, log: Callable[[str], None] = print, session: Session | None = None) -> dict:
-    """Sample one response per held-out question; report mean accuracy and format reward."""
+class Trainer:
+    """Drives a Cluster step by step; its state (step, prompt stream, weight version) is checkpointed."""
+
+    def __init__(self, cfg: Config, cluster, log: Log = print):
+        self.cfg, self.cluster, self.log = cfg, cluster, log
+        root = ensure_dataset(cfg.data, log)
+        self.train_rows = load_rows(root / "train.jsonl")
+        self.eval_rows = load_rows(root / "eval.jsonl")
+        self.pad_id, self.video_id, self.mrope = _policy_ids(cfg)
+        self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
+        self.step = 0
+        self.out = Path(cfg.trainer.output_dir)
+        self.timer = PhaseTimer()
+
+    # ------------------------------------------------------------------ one step
+
+    def sampling(self, step: int, salt: int = 0) -> SamplingParams:
+        r = self.cfg.rollout
+        return SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                              seed=self.cfg.trainer.seed * 1_000_003 + step + 7919 * salt)
+
+    def rollout(self, step: int) -> tuple[RolloutBatch, list, dict]:
+        """Scored samples for one step. With algo.dynamic_sampling, zero-variance groups are dropped and
+        refilled from fresh prompts of the stream."""
+        cfg, g = self.cfg, self.cfg.rollout.group_size
+        rows = next(self.stream)
+        m: dict = {"failed_prompts": 0}
+        stats, scored = [], {}
+        t0 = time.perf_counter()
+
+        def draw(k: int):
+            batch_rows = rows[:k] if not stats else next(self.stream)[:k]
+            batch, st = self.cluster.rollout(batch_rows, g, self.sampling(step, len(stats)))
+            stats.append(st)
+            m["failed_prompts"] += st.failed_prompts
+            rewards = score(cfg, batch, {r.id: r for r in batch_rows})
+            scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
+            return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
+
+        if cfg.algo.dynamic_sampling:
+            groups, fs = fill_informative(draw, g, len(rows), cfg.algo.dynamic_sampling_max_rounds)
+            samples = [replace(x, group=k) for k, grp in enumerate(groups) for x in grp]
+            m.update(groups_dropped=fs.groups_dropped, sampling_rounds=fs.rounds)
+        else:
+            samples, _ = draw(len(rows))
+        n = max(1, len(samples))
+        tokens = sum(x.generated_tokens for x in samples)
+        m.update(
+            time_rollout_s=time.perf_counter() - t0, tokens_per_s=tokens / max(time.perf_counter() - t0, 1e-9),
+            response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
+            time_generate_s=sum(st.loop.generate_s for st in stats), time_tool_s=sum(st.loop.tool_s for st in stats),
+            time_decode_s=sum(st.decode_s for st in stats),
+            tool_calls=sum(len(x.tool_trace) for x in samples) / n,
+            tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
+            turns=sum(x.turns for x in samples) / n,
+        )
+        return RolloutBatch(samples, g, self.mrope), [scored[x.seed] for x in samples], m
+
+    def learn(self, batch: RolloutBatch, rewards: list) -> dict:
+        """Advantages, one learner update, and the weight broadcast that makes the rollout current."""
+        m: dict = {}
+        if not rewards:
+            return m
+        total = torch.tensor([r.total for r in rewards])
+        adv = advantages_for(total, self.cfg.rollout.group_size, self.cfg.algo.advantage)
+        batch.set_advantages(adv)
+        with self.timer.phase("update"):
+            learner = self.cluster.update(batch.tensors(self.pad_id, self.video_id), adv)
+        learner.pop("step", None)  # the learner's optimizer-step count; the trainer's step is the one logged
+        m.update(learner)
+        self.cluster.version += 1
+        with self.timer.phase("sync"):
+            self.cluster.sync_weights()
+        m.update(reward_mean=float(total.mean()), accuracy=sum(r.accuracy for r in rewards) / len(rewards),
+                 format=sum(r.format for r in rewards) / len(rewards), weight_version=self.cluster.version)
+        return m
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, until: int, metrics_log: MetricsLog) -> list[dict]:
+        """Train from self.step up to step `until` (exclusive); returns the new steps' metrics."""
+        cfg, history = self.cfg, []
+        pool = ThreadPoolExecutor(1) if cfg.trainer.one_step_off else None
+        pending = pool.submit(self.rollout, self.step) if pool else None
+        while self.step < until:
+            step = self.step
+            if pool:
+                batch, rewards, m = pending.result()
+                if step + 1 < until:  # roll out the next step on the current weights while this one trains
+                    pending = pool.submit(self.rollout, step + 1)
+            else:
+                batch, rewards, m = self.rollout(step)
+            m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
+            self.step += 1
+            if cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0 and self.step < until:
+                m.update({f"eval_{k}": v for k, v in self.evaluate().items()})
+            if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
+                self.checkpoint()
+            metrics_log.write(m)
+            history.append(m)
+            self.log(metrics_log.progress_line(step, m))
+        if pool:
+            pool.shutdown()
+        return history
+
+    def evaluate(self) -> dict:
+        """One sample per held-out question with the current weights: mean accuracy and format reward."""
+        batch, _ = self.cluster.rollout(self.eval_rows, 1, self.sampling(-1))
+        rewards = score(self.cfg, batch, {r.id: r for r in self.eval_rows})
+        n = max(1, len(rewards))
+        return {"questions": len(rewards), "accuracy": sum(r.accuracy for r in rewards) / n,
+                "format": sum(r.format for r in rewards) / n}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> str:
+        extra = {"step": self.step, "stream": self.stream.state(), "version": self.cluster.version}
+        return self.cluster.save_checkpoint(str(self.out / "checkpoints"), extra)
+
+    def resume(self, path: str) -> None:
+        """Restore learners, prompt stream, step and weight version; the rollout gets the weights by sync."""
+        extra = self.cluster.load_checkpoint(path)
+        self.step = int(extra["step"])
+        self.stream = PromptStream(self.train_rows, self.cfg.trainer.prompts_per_step, self.cfg.trainer.seed,
+                                   **extra["stream"])
+        # Versions only increase on a sync group: re-sync under a number newer than any sent before.
+        self.cluster.version = max(self.cluster.version, int(extra["version"])) + 1
+        self.cluster.sync_weights()
+
+
+def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
+    """The main job. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/."""
+    from engine.orchestration.cluster import Cluster
+
+    out = Path(cfg.trainer.output_dir)
+    ckpt_root = out / "checkpoints"
+    last = latest(ckpt_root) if resume else None
+    if resume and last is None:
+        from engine.errors import ConfigError
+
+        raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}")
+    if cfg.sft.steps:
+        sft_dir = out / "sft"
+        if not (resume and (sft_dir / "config.json").is_file()):
+            sft_to_disk(cfg, sft_dir, log)
+        cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
+    if cfg.trainer.one_step_off:
+        cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))
+    (out).mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
+    cluster = Cluster(cfg, log)
+    try:
+        trainer = Trainer(cfg, cluster, log)
+        if last is not None:
+            trainer.resume(str(last))
+            log(f"resumed from {last} at step {trainer.step}")
+        metrics_log = MetricsLog(out, cfg.trainer.steps, append=last is not None)
+        if last is not None:  # drop metrics of steps the checkpoint does not contain
+            kept = [m for m in read_metrics(metrics_log.path) if m["step"] < trainer.step]
+            metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+        trainer.run(cfg.trainer.steps, metrics_log)
+        final_eval = trainer.evaluate()
+        path = trainer.checkpoint()
+        metrics_log.close()
+        history = read_metrics(metrics_log.path)
+        log(summary_table(history))
+        log(f"held-out: {final_eval['questions']} questions | accuracy {final_eval['accuracy']:.3f} | "
+            f"format {final_eval['format']:.3f}")
+        log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
+        log(f"final policy (Hugging Face layout): {path}")
+        return history
+    finally:
+        cluster.shutdown()
+
+
+def evaluate(cfg: Config, log: Log = print, session: Session | None = None) -> dict:
+    """Single-process evaluation of cfg.model.path: one sample per held-out question."""
     s = session or build_session(cfg, log)
     s.model.eval()
-    params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, cfg.trainer.seed)
     by_id = {r.id: r for r in s.eval_rows}
-    acc, fmt = [], []
-    for i in range(0, len(s.eval_rows), 8):
-        rollout, _ = s.rollout.run(s.eval_rows[i : i + 8], 1, replace(params, seed=params.seed + i))
-        for r in _score(cfg, rollout, by_id):
-            acc.append(r.accuracy)
-            fmt.append(r.format)
-    result = {"questions": len(acc), "accuracy": sum(acc) / max(1, len(acc)), "format": sum(fmt) / max(1, len(fmt))}
+    params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, cfg.trainer.seed)
+    batch, _ = s.rollout.run(s.eval_rows, 1, params)
+    rewards = score(cfg, batch, by_id)
+    n = max(1, len(rewards))
+    result = {"questions": len(rewards), "accuracy": sum(r.accuracy for r in rewards) / n,
+              "format": sum(r.format for r in rewards) / n}
     log(f"eval | {result['questions']} questions | accuracy {result['accuracy']:.3f} | format {result['format']:.3f}")
     return result

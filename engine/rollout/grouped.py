@@ -73,10 +73,12 @@ class GroupedRollout:
             ctx = ToolContext(str(row.video), self.video, self.frame_policy, duration)
         return Prompt(ids, [video], ctx)
 
-    def run(self, rows: list, group_size: int, params: SamplingParams) -> tuple[RolloutBatch, RolloutStats]:
+    def run(self, rows: list, group_size: int, params: SamplingParams, first_prompt: int = 0
+            ) -> tuple[RolloutBatch, RolloutStats]:
         """Sample `group_size` trajectories for each row. A row whose video cannot be read is dropped and counted.
 
-        Seeds: params.seed is the base; every (row position, sample, turn) gets a distinct derived seed.
+        Seeds: params.seed is the base; every (first_prompt + row position, sample, turn) gets a distinct
+        derived seed, so a step split between workers samples exactly what one worker would.
         """
         stats = RolloutStats()
         episodes: list[Episode] = []
@@ -94,6 +96,6 @@ class GroupedRollout:
         stats.decode_s = time.perf_counter() - t0
         samples = []
         if episodes:
-            seeds = SeedTable(params.seed, len(rows), group_size, self.loop_cfg.max_turns)
+            seeds = SeedTable(params.seed, len(rows), group_size, self.loop_cfg.max_turns, first_prompt)
             samples, stats.loop = self.loop.run(episodes, params, seeds)
         return RolloutBatch(samples=samples, group_size=group_size, mrope=self.mrope), stats

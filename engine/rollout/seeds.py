@@ -15,21 +15,24 @@ def derive_seed(base: int, prompt: int, sample: int, turn: int, salt: int = 0) -
 class SeedTable:
     """Seeds for one rollout call: n_prompts x group_size samples, each up to max_turns + 1 turns.
 
+    `first_prompt` is the call's offset in the step, so calls that split one step's prompts between
+    rollout workers derive their seeds from the prompts' positions in the whole step.
+
     Any two entries differ: a hash collision (astronomically rare) is resolved by re-hashing the
     later coordinate with a salt, in a fixed order, so the table stays a pure function of its inputs.
     """
 
-    def __init__(self, base: int, n_prompts: int, group_size: int, max_turns: int):
+    def __init__(self, base: int, n_prompts: int, group_size: int, max_turns: int, first_prompt: int = 0):
         self.shape = (n_prompts, group_size, max_turns + 1)
         self._seeds: dict[tuple[int, int, int], int] = {}
         used: set[int] = set()
         for p in range(n_prompts):
             for s in range(group_size):
                 for t in range(max_turns + 1):
-                    salt, seed = 0, derive_seed(base, p, s, t)
+                    salt, seed = 0, derive_seed(base, first_prompt + p, s, t)
                     while seed in used:
                         salt += 1
-                        seed = derive_seed(base, p, s, t, salt)
+                        seed = derive_seed(base, first_prompt + p, s, t, salt)
                     used.add(seed)
                     self._seeds[(p, s, t)] = seed
 

@@ -1,0 +1,124 @@
+"""Ray actors: FSDP learner ranks and rollout workers, joined by a dedicated weight-sync group.
+
+Both are plain classes wrapped with `ray.remote` by the trainer, so they can also be driven in-process.
+Sync group ranks: 0 is learner rank 0 (the sender), 1..N are the rollout workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from datetime import timedelta
+
+import torch
+
+from engine.config import Config
+
+
+def weights_digest(named_tensors) -> str:
+    """SHA-256 over names and raw bytes of (name, tensor) pairs in name order: equal digests, bit-equal weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(named_tensors, key=lambda kv: kv[0]):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _limit_threads(n: int) -> None:
+    # Several actors share a few cores: one BLAS pool per process, not one per core per process.
+    torch.set_num_threads(max(1, n))
+
+
+def node_ip() -> str:
+    return socket.gethostbyname(socket.gethostname()) if os.environ.get("VTHINK_MULTI_NODE") else "127.0.0.1"
+
+
+class LearnerWorker:
+    """One FSDP2 rank. All ranks receive the same full batch; each trains its balanced shard of it."""
+
+    def __init__(self, cfg: Config, rank: int, world_size: int, master_addr: str, master_port: int, threads: int = 1):
+        import torch.distributed as dist
+
+        from engine.learner.fsdp import FSDPLearner
+
+        _limit_threads(threads)
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(0)  # Ray gives each learner actor its own GPU as device 0
+        dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}", rank=rank,
+                                world_size=world_size, timeout=timedelta(minutes=10))
+        self.rank = rank
+        self.cfg = cfg
+        self.learner = FSDPLearner(cfg, rank, world_size)
+        self.sender = None
+
+    def join_sync(self, host: str, port: int, world_size: int) -> None:
+        """Learner rank 0 becomes sync rank 0; the other ranks only help gather the shards."""
+        from engine.sync import WeightSender, init_sync_group
+
+        group = None
+        if self.sender is not None and self.sender.group is not None:
+            self.sender.group.close()
+        if self.rank == 0:
+            group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo")
+        dtype = None if self.cfg.model.dtype == "float32" else getattr(torch, self.cfg.model.dtype)
+        self.sender = WeightSender(group, bucket_bytes=self.cfg.ray.sync_bucket_mb << 20, dtype=dtype)
+
+    def send_weights(self, version: int) -> int:
+        return self.sender.send_module(self.learner.hf, version, checksum=self.cfg.ray.sync_checksum)
+
+    def weights_digest(self) -> str:
+        """Digest of the full (gathered) policy weights; collective, so every rank must call it."""
+        trained = {n for n, _ in self.learner.hf.named_parameters()}  # buffers are not synced
+        return weights_digest([(n, t.clone()) for n, t in self.learner.named_full_tensors() if n in trained])
+
+    def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
+        return self.learner.update(batch, advantages)
+
+    def save_checkpoint(self, root: str, extra: dict) -> str:
+        return str(self.learner.save_checkpoint(root, extra))
+
+    def load_checkpoint(self, path: str) -> dict:
+        return self.learner.load_checkpoint(path)
+
+
+class RolloutWorker:
+    """Generation + tools + video decoding for a slice of the prompts; weights arrive over the sync group."""
+
+    def __init__(self, cfg: Config, index: int, threads: int = 1):
+        from engine.data.dataset import load_videos
+        from engine.model import load_policy
+        from engine.orchestration.session import DTYPES, build_rollout, ensure_dataset
+
+        _limit_threads(threads)
+        self.index = index
+        model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
+        model.eval()
+        self.rollout = build_rollout(cfg, model, tokenizer, load_videos(ensure_dataset(cfg.data)))
+        self.receiver = None
+
+    def join_sync(self, host: str, port: int, rank: int, world_size: int) -> None:
+        from engine.sync import WeightReceiver, init_sync_group
+
+        if self.receiver is not None:
+            self.receiver.group.close()
+        group = init_sync_group(host, port, rank, world_size, backend="nccl" if torch.cuda.is_available() else "gloo")
+        self.receiver = WeightReceiver(group)
+
+    def receive_weights(self) -> int:
+        return self.receiver.receive(self.rollout.backend.load_weights)
+
+    def weights_digest(self) -> str:
+        return weights_digest(self.rollout.backend.model.named_parameters())
+
+    def weight_version(self) -> int:
+        return self.rollout.backend.weight_version
+
+    def generate(self, rows: list, group_size: int, params, first_prompt: int):
+        """(batch, stats, weight version used): G samples for each row; `first_prompt` is the rows' position
+        in the step (it fixes their seeds). The version lets the driver reject work done on stale weights,
+        e.g. by a worker Ray restarted with its initial weights."""
+        return (*self.rollout.run(rows, group_size, params, first_prompt), self.rollout.backend.weight_version)
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,163 @@
+"""The Ray side of a run: placement of learner ranks and rollout workers, weight sync, fault handling.
+
+A local Ray cluster is started unless `ray.address` is set. Learners form one FSDP2 group (gloo on
+CPU, NCCL on GPU); learner rank 0 and every rollout worker form a separate weight-sync group.
+A rollout worker that dies is restarted by Ray; its unfinished prompts are re-run after the sync
+group is rebuilt and the restarted worker has the current weights, so no sample is lost or duplicated.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import fields, replace
+from typing import Callable
+
+import ray
+import torch
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while a call was in flight
+
+from engine.config import Config
+from engine.orchestration.actors import LearnerWorker, RolloutWorker, node_ip
+from engine.rollout.agent import LoopStats
+from engine.rollout.batch import RolloutBatch
+from engine.rollout.grouped import RolloutStats
+from engine.sync import free_port
+
+_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
+
+
+def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def merge_stats(stats: list[RolloutStats]) -> RolloutStats:
+    """Counters and times summed over workers (times are work done, not wall time)."""
+    loop = LoopStats(**{f.name: sum(getattr(st.loop, f.name) for st in stats) for f in fields(LoopStats)})
+    return RolloutStats(failed_prompts=sum(st.failed_prompts for st in stats),
+                        errors=[e for st in stats for e in st.errors],
+                        decode_s=sum(st.decode_s for st in stats), loop=loop)
+
+
+class Cluster:
+    def __init__(self, cfg: Config, log: Callable[[str], None] = print):
+        self.cfg = cfg
+        self.log = log
+        gpu = torch.cuda.is_available()
+        n_workers, n_learners = cfg.ray.rollout_workers, cfg.ray.learners
+        if not ray.is_initialized():
+            if cfg.ray.address:
+                ray.init(address=cfg.ray.address, runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
+            else:
+                # Logical CPUs: every actor asks for one, so the local cluster must hold them all even on 2 cores.
+                ray.init(num_cpus=max(os.cpu_count() or 1, n_workers + n_learners), include_dashboard=False,
+                         runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
+        threads = max(1, (os.cpu_count() or 1) // (n_workers + n_learners))
+        res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
+        host, port = node_ip(), free_port()
+        learner_cls = ray.remote(**res)(LearnerWorker)
+        self.learners = [learner_cls.remote(cfg, r, n_learners, host, port, threads) for r in range(n_learners)]
+        worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
+        self.workers = [worker_cls.remote(cfg, i, threads) for i in range(n_workers)]
+        self.version = 0
+        self.restarts = 0
+        self._join_sync()
+        self.sync_weights()
+
+    # ------------------------------------------------------------------ weight sync
+
+    def _join_sync(self) -> None:
+        """(Re)build the sync group: learner rank 0 is rank 0, worker i is rank i + 1."""
+        host, port, world = node_ip(), free_port(), 1 + len(self.workers)
+        ray.get([lw.join_sync.remote(host, port, world) for lw in self.learners]
+                + [w.join_sync.remote(host, port, i + 1, world) for i, w in enumerate(self.workers)])
+
+    def sync_weights(self) -> float:
+        """Broadcast the learners' weights as version `self.version`; returns seconds taken."""
+        t0 = time.perf_counter()
+        ray.get([lw.send_weights.remote(self.version) for lw in self.learners]
+                + [w.receive_weights.remote() for w in self.workers])
+        return time.perf_counter() - t0
+
+    def _recover(self) -> None:
+        """After a worker died: wait for Ray's restart, rebuild the sync group, resend the current weights
+        (under a new version number: a sync group's versions only increase)."""
+        self.restarts += 1
+        self.log(f"a rollout worker died; waiting for its restart, then re-syncing the weights")
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                ray.get([w.pid.remote() for w in self.workers])
+                break
+            except ACTOR_LOST:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        self._join_sync()
+        self.version += 1
+        self.sync_weights()
+
+    # ------------------------------------------------------------------ rollout
+
+    def rollout(self, rows: list, group_size: int, params) -> tuple[RolloutBatch, RolloutStats]:
+        """G samples for every row, prompts split evenly across workers; failed shares are re-run."""
+        pending = dict(enumerate(split_evenly(len(rows), len(self.workers))))
+        results: dict[int, tuple[RolloutBatch, RolloutStats]] = {}
+        # The weights this rollout must use. One-step-off training syncs newer weights while it runs;
+        # those queue behind it on each worker, so every share still reports this version.
+        expected = self.version
+        while pending:
+            refs = {k: self.workers[i % len(self.workers)].generate.remote(rows[a:b], group_size, params, a)
+                    for i, (k, (a, b)) in enumerate(pending.items())}
+            failed = False
+            for k, ref in refs.items():
+                try:
+                    batch, stats, version = ray.get(ref)
+                except ACTOR_LOST:
+                    failed = True
+                    continue
+                if version != expected:  # a restarted worker still on its initial weights
+                    failed = True
+                    continue
+                results[k] = (batch, stats)
+                pending.pop(k)
+            if failed:
+                self._recover()
+                expected = self.version
+        batches = [results[k] for k in sorted(results)]
+        samples, groups = [], 0
+        for batch, _ in batches:
+            samples += [replace(x, group=x.group + groups) for x in batch.samples]
+            groups += len(batch.samples) // group_size
+        return RolloutBatch(samples, group_size, batches[0][0].mrope), merge_stats([st for _, st in batches])
+
+    # ------------------------------------------------------------------ learners
+
+    def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
+        """One optimizer step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
+        metrics = ray.get([lw.update.remote(batch, advantages) for lw in self.learners])
+        return metrics[0]
+
+    def save_checkpoint(self, root: str, extra: dict) -> str:
+        return ray.get([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
+
+    def load_checkpoint(self, path: str) -> dict:
+        return ray.get([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
+
+    def weights_digests(self) -> tuple[str, list[str]]:
+        """(learner digest, each rollout worker's digest): all equal right after a sync."""
+        learner = ray.get([lw.weights_digest.remote() for lw in self.learners])[0]
+        return learner, ray.get([w.weights_digest.remote() for w in self.workers])
+
+    def kill_worker(self, index: int) -> None:
+        """Kill one rollout worker as a crash would (Ray restarts it); for fault tests and drills."""
+        ray.kill(self.workers[index], no_restart=False)
+
+    def shutdown(self) -> None:
+        for actor in self.learners + self.workers:
+            ray.kill(actor, no_restart=True)
+        ray.shutdown()

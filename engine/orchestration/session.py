@@ -1,0 +1,112 @@
+"""What one process builds from a config: the dataset, the policy, the video service and the rollout engine."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from engine.config import Config, DataConfig
+from engine.data.dataset import load_rows, load_videos
+from engine.data.synthetic import make_dataset
+from engine.model import load_policy
+from engine.native import mrope_config
+from engine.rollout.agent import LoopConfig
+from engine.rollout.grouped import GroupedRollout
+from engine.rollout.hf_backend import HFBackend
+from engine.video import FramePolicy, VideoService
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
+    """The dataset directory, rendered from cfg's seed first when it does not exist yet."""
+    root = Path(cfg.dir)
+    if not (root / "train.jsonl").is_file():
+        log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
+        make_dataset(
+            root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec,
+            width=cfg.width, height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s,
+        )
+    return root
+
+
+@dataclass
+class Session:
+    """Everything one process builds once: data, model, video service, rollout."""
+
+    train_rows: list
+    eval_rows: list
+    records: dict
+    model: torch.nn.Module
+    tokenizer: object
+    rollout: GroupedRollout
+    end_id: int
+
+
+def build_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
+    root = ensure_dataset(cfg.data, log)
+    model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
+    records = load_videos(root)
+    return Session(
+        train_rows=load_rows(root / "train.jsonl"),
+        eval_rows=load_rows(root / "eval.jsonl"),
+        records=records,
+        model=model,
+        tokenizer=tokenizer,
+        rollout=build_rollout(cfg, model, tokenizer, records),
+        end_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+
+
+def build_rollout(cfg: Config, model, tokenizer, records: dict) -> GroupedRollout:
+    """The HF backend and the agent loop as cfg.rollout asks (thinker / re-look / tool-using agent)."""
+    service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes)
+    policy = FramePolicy(
+        fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
+    )
+    r = cfg.rollout
+    agent = r.mode == "agent"
+    loop = LoopConfig(
+        tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
+        max_total_tokens=r.max_total_tokens or r.max_new_tokens * (r.max_turns + 1),
+        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers,
+    )
+    registry = None
+    if agent:
+        from engine.tools import CaptionClipIndex, default_registry
+
+        registry = default_registry(CaptionClipIndex(records))
+    merge = model.config.vision_config.spatial_merge_size
+    return GroupedRollout(HFBackend(model, tokenizer), tokenizer, service, policy, merge, loop, registry, r.mode,
+                          mrope=mrope_config(model.config), relook_frames=r.relook_frames)
+
+
+class PromptStream:
+    """Endless, resumable stream of prompt batches: a seeded shuffle per epoch; state = (epoch, position)."""
+
+    def __init__(self, rows: list, size: int, seed: int, epoch: int = 0, position: int = 0):
+        if not rows:
+            raise ValueError("the prompt stream needs at least one row")
+        self.rows, self.size, self.seed = rows, min(size, len(rows)), seed
+        self.epoch, self.position = epoch, position
+
+    def _order(self) -> list:
+        order = self.rows[:]
+        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        return order
+
+    def __next__(self) -> list:
+        if self.position + self.size > len(self.rows):
+            self.epoch, self.position = self.epoch + 1, 0
+        batch = self._order()[self.position : self.position + self.size]
+        self.position += self.size
+        return batch
+
+    def __iter__(self):
+        return self
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
