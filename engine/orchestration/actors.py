@@ -87,14 +87,12 @@ class RolloutWorker:
 
     def __init__(self, cfg: Config, index: int, threads: int = 1):
         from engine.data.dataset import load_videos
-        from engine.model import load_policy
-        from engine.orchestration.session import DTYPES, build_rollout, ensure_dataset
+        from engine.orchestration.session import build_backend, build_rollout, ensure_dataset
 
         _limit_threads(threads)
         self.index = index
-        model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
-        model.eval()
-        self.rollout = build_rollout(cfg, model, tokenizer, load_videos(ensure_dataset(cfg.data)))
+        backend, tokenizer, model_config = build_backend(cfg)
+        self.rollout = build_rollout(cfg, backend, tokenizer, model_config, load_videos(ensure_dataset(cfg.data)))
         self.receiver = None
 
     def join_sync(self, host: str, port: int, rank: int, world_size: int) -> None:
@@ -109,7 +107,7 @@ class RolloutWorker:
         return self.receiver.receive(self.rollout.backend.load_weights)
 
     def weights_digest(self) -> str:
-        return weights_digest(self.rollout.backend.model.named_parameters())
+        return weights_digest(self.rollout.backend.model.named_parameters())  # the transformers backend
 
     def weight_version(self) -> int:
         return self.rollout.backend.weight_version

@@ -56,13 +56,28 @@ def build_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
         records=records,
         model=model,
         tokenizer=tokenizer,
-        rollout=build_rollout(cfg, model, tokenizer, records),
+        rollout=build_rollout(cfg, HFBackend(model, tokenizer), tokenizer, model.config, records),
         end_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
     )
 
 
-def build_rollout(cfg: Config, model, tokenizer, records: dict) -> GroupedRollout:
-    """The HF backend and the agent loop as cfg.rollout asks (thinker / re-look / tool-using agent)."""
+def build_backend(cfg: Config):
+    """(backend, tokenizer, model config) for rollout: transformers (cfg.rollout.backend "hf") or vLLM."""
+    if cfg.rollout.backend == "vllm":
+        from transformers import AutoConfig, AutoTokenizer
+
+        from engine.model import ensure_tiny
+        from engine.rollout.vllm_backend import VLLMBackend
+
+        path = str(cfg.model.path or ensure_tiny(cfg.model.seed))
+        return VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed), AutoTokenizer.from_pretrained(path), \
+            AutoConfig.from_pretrained(path)
+    model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
+    return HFBackend(model.eval(), tokenizer), tokenizer, model.config
+
+
+def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) -> GroupedRollout:
+    """The agent loop over `backend` as cfg.rollout asks (thinker / re-look / tool-using agent)."""
     service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes)
     policy = FramePolicy(
         fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
@@ -79,9 +94,9 @@ def build_rollout(cfg: Config, model, tokenizer, records: dict) -> GroupedRollou
         from engine.tools import CaptionClipIndex, default_registry
 
         registry = default_registry(CaptionClipIndex(records))
-    merge = model.config.vision_config.spatial_merge_size
-    return GroupedRollout(HFBackend(model, tokenizer), tokenizer, service, policy, merge, loop, registry, r.mode,
-                          mrope=mrope_config(model.config), relook_frames=r.relook_frames)
+    merge = model_config.vision_config.spatial_merge_size
+    return GroupedRollout(backend, tokenizer, service, policy, merge, loop, registry, r.mode,
+                          mrope=mrope_config(model_config), relook_frames=r.relook_frames)
 
 
 class PromptStream:

@@ -10,9 +10,9 @@ Implements engine.rollout.backend.Backend. Three vLLM facts shape it:
   `second_per_grid_ts` rides along so M-RoPE sees real time.
 * vLLM expands each `<|video_pad|>` itself, so every run of pads in our (already expanded)
   prompt is collapsed to one pad before it is sent, after checking its length against the grid.
-* Weights change in place: `collective_rpc("reload_weights")` runs vLLM's layerwise in-place
-  reload on every worker, then the prefix cache (KV computed with old weights) is dropped. The
-  engine is never rebuilt.
+* Weights change in place: `collective_rpc` runs the workers' `reload_weights` (vLLM's layerwise
+  in-place reload), then the prefix cache (KV computed with old weights) is dropped. The engine
+  is never rebuilt.
 
 `n=G`: requests that differ only in seed, with seeds s, s+1, ..., s+G-1, become one vLLM request
 with n=G and seed s — vLLM seeds child i with s+i, so the result equals G separate requests.
@@ -20,6 +20,7 @@ with n=G and seed s — vLLM seeds child i with s+i, so the result equals G sepa
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -74,22 +75,20 @@ class _TokenIds:
     image_pad: int
     vision_start: int
     vision_end: int
-    pad: int
+    pad: int | None
     vocab_size: int
     merge_size: int
 
 
 def _read_token_ids(model_dir: Path) -> _TokenIds:
-    import json
-
     config = json.loads((model_dir / "config.json").read_text())
-    text = config.get("text_config", config)
+    text = {**config, **config.get("text_config", {})}  # older Qwen configs keep text keys at top level
     vision = config.get("vision_config", {})
     try:
         return _TokenIds(video_pad=config["video_token_id"], image_pad=config["image_token_id"],
                          vision_start=config["vision_start_token_id"], vision_end=config["vision_end_token_id"],
-                         pad=text.get("pad_token_id", config.get("pad_token_id")),
-                         vocab_size=text["vocab_size"], merge_size=vision.get("spatial_merge_size", 2))
+                         pad=text.get("pad_token_id"), vocab_size=text["vocab_size"],
+                         merge_size=vision.get("spatial_merge_size", 2))
     except KeyError as e:
         raise ConfigError("model.path", f"{model_dir}/config.json has no {e.args[0]!r}; not a Qwen2.5-VL "
                                         "checkpoint") from None
@@ -176,7 +175,7 @@ class VLLMBackend:
         self._embed_cache_size = embed_cache_size
         # Vision placeholders are the engine's to insert: a sampled one would misalign video features.
         ids = self.ids
-        self._suppressed = sorted({ids.video_pad, ids.image_pad, ids.vision_start, ids.vision_end, ids.pad})
+        self._suppressed = sorted({ids.video_pad, ids.image_pad, ids.vision_start, ids.vision_end, ids.pad} - {None})
 
     @property
     def weight_version(self) -> int:
@@ -190,7 +189,9 @@ class VLLMBackend:
         Runs the workers' `reload_weights`: vLLM's layerwise in-place reload, which loads the
         checkpoint-format tensors through the model's own loader (fusing q/k/v, gate/up), re-runs
         any post-load processing (e.g. the CPU backend's weight packing) and copies the result
-        back into the existing storage. Weights not named keep their values.
+        back into the existing storage. Weights not named keep their values. Names and shapes are
+        checked against the checkpoint the engine started from before anything is sent, so a bad
+        name or shape raises ValueError and changes nothing.
         """
         weights: list[tuple[str, torch.Tensor]] = []
         for name, tensor in named_tensors:

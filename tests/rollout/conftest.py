@@ -16,6 +16,6 @@ def rollout_cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def session(rollout_cfg):
-    from engine.orchestration.trainer import build_session
+    from engine.orchestration.session import build_session
 
     return build_session(rollout_cfg, log=lambda _: None)

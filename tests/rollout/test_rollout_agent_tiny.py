@@ -7,7 +7,7 @@ from rollout_testlib import ScriptedBackend
 
 from engine.config import load_config
 from engine.learner.policy import token_logprobs
-from engine.orchestration.trainer import build_rollout
+from engine.orchestration.session import build_rollout
 from engine.rollout.agent import LoopConfig
 from engine.rollout.backend import SamplingParams
 from engine.rollout.grouped import GroupedRollout
@@ -20,7 +20,7 @@ def test_agent_mode_from_config_runs_on_the_tiny_model(session, rollout_cfg):
     cfg = load_config(None, [f"data.dir={rollout_cfg.data.dir}", "rollout.mode=agent", "rollout.max_turns=2",
                              "rollout.max_new_tokens=16", "rollout.tool_workers=2"])
     s = session
-    r = build_rollout(cfg, s.model, s.tokenizer, s.rollout.video, s.rollout.frame_policy, s.records)
+    r = build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer, s.model.config, s.records)
     prompt = r.prepare(s.train_rows[0])
     text = s.tokenizer.decode(prompt.prompt_ids)
     assert "<tools>" in text and '"frame_zoom"' in text  # Hermes tool schemas in the system turn
@@ -69,7 +69,8 @@ def test_real_turn_after_real_observation_matches_learner_logprobs(session):
 
 
 def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, tmp_path):
-    from engine.orchestration.trainer import Session, train
+    """The trainer's rollout phase (dynamic sampling refills) on an in-process rollout instead of Ray workers."""
+    from engine.orchestration.trainer import Trainer
 
     cfg = load_config(None, [
         f"data.dir={rollout_cfg.data.dir}", "video.fps=1", "video.min_frames=2", "video.max_frames=4",
@@ -78,10 +79,14 @@ def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, 
         "algo.kl_coef=0", "reward.tool_weight=0.5", "trainer.steps=1", "trainer.prompts_per_step=2",
         f"trainer.output_dir={tmp_path / 'run'}"])
     s = session
-    r = build_rollout(cfg, s.model, s.tokenizer, s.rollout.video, s.rollout.frame_policy, s.records)
-    agent_session = Session(s.train_rows, s.eval_rows, s.records, __import__("copy").deepcopy(s.model), s.tokenizer, r, s.end_id)
-    agent_session.rollout.backend.model = agent_session.model
-    (m,) = train(cfg, log=lambda _: None, session=agent_session)
+    r = build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer, s.model.config, s.records)
+
+    class InProcess:  # the one Cluster method the rollout phase uses
+        def rollout(self, rows, group_size, params):
+            return r.run(rows, group_size, params)
+
+    batch, rewards, m = Trainer(cfg, InProcess(), log=lambda _: None).rollout(step=0)
     assert m["sampling_rounds"] in (1, 2) and m["groups_dropped"] >= 0
     assert "time_generate_s" in m and m["failed_prompts"] == 0
-    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    assert len(batch.samples) == len(rewards) and len(batch.samples) % 2 == 0
+    assert [x.group for x in batch.samples] == [k // 2 for k in range(len(batch.samples))]
