@@ -123,7 +123,7 @@ class RayConfig:
     address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
     rollout_workers: int = 2
     learners: int = 2  # FSDP2 ranks
-    sync_bucket_mb: int = 256  # flat bucket size of the weight broadcast
+    sync_bucket_mb: int | None = None  # flat bucket size of the weight broadcast; None: 16 on gloo, 256 on NCCL
     sync_checksum: bool = True  # rollout workers verify every bucket
 
 
@@ -187,7 +187,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trainer.checkpoint_every": (lambda v: v >= 0, "an integer >= 0"),
     "ray.rollout_workers": (lambda v: v >= 1, "an integer >= 1"),
     "ray.learners": (lambda v: v >= 1, "an integer >= 1"),
-    "ray.sync_bucket_mb": (lambda v: v >= 1, "an integer >= 1"),
+    "ray.sync_bucket_mb": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
 }
 
 

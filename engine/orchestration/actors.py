@@ -62,7 +62,8 @@ class LearnerWorker:
         if self.rank == 0:
             group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo")
         dtype = None if self.cfg.model.dtype == "float32" else getattr(torch, self.cfg.model.dtype)
-        self.sender = WeightSender(group, bucket_bytes=self.cfg.ray.sync_bucket_mb << 20, dtype=dtype)
+        mb = self.cfg.ray.sync_bucket_mb
+        self.sender = WeightSender(group, bucket_bytes=None if mb is None else mb << 20, dtype=dtype)
 
     def send_weights(self, version: int) -> int:
         return self.sender.send_module(self.learner.hf, version, checksum=self.cfg.ray.sync_checksum)
