@@ -23,3 +23,7 @@ class VideoRequestError(VthinkError, ValueError):
 
 class ToolCallError(VthinkError, ValueError):
     """A tool call is malformed, names an unknown tool or has bad arguments."""
+
+
+class WeightSyncError(VthinkError):
+    """A weight sync could not be set up or completed, or its data failed verification."""

@@ -1,6 +1,4 @@
-"""The typed error weight sync raises: a broken stream, a bad layout or a checksum mismatch."""
-from engine.errors import VthinkError
+"""The weight-sync error type (defined with the others in engine/errors.py)."""
+from engine.errors import WeightSyncError
 
-
-class WeightSyncError(VthinkError):
-    """A weight sync could not be set up or completed, or its data failed verification."""
+__all__ = ["WeightSyncError"]
