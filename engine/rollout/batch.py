@@ -22,17 +22,7 @@ from typing import Any
 import torch
 
 from engine.native import mrope_position_ids
-
-
-@dataclass
-class VideoInput:
-    """One video segment as the model consumes it (Qwen2.5-VL patches)."""
-
-    pixel_values: torch.Tensor  # [t*h*w, 3*2*14*14]
-    grid_thw: tuple[int, int, int]
-    second_per_grid_t: float
-    start_s: float = 0.0  # the span of the source video it shows (tool observations: the requested one)
-    end_s: float = 0.0
+from engine.video.types import VideoInput  # noqa: F401  (re-exported: part of the batch contract)
 
 
 @dataclass

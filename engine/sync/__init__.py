@@ -9,30 +9,14 @@
     receiver = WeightReceiver(group)
     version = receiver.receive(backend.load_weights)   # or module_loader(model)
 """
-from importlib import import_module
+from engine.sync.errors import WeightSyncError
+from engine.sync.group import SyncGroup, init_sync_group, free_port, free_ports
+from engine.sync.layout import Layout, TensorSpec, checksum
+from engine.sync.weights import WeightSender, WeightReceiver, full_state_iter, state_specs
+from engine.sync.loaders import module_loader, ModuleLoader, VllmSyncExtension
 
-# Resolved on first use (PEP 562): importing engine.sync stays cheap for config-only users.
-_EXPORTS = {
-    "WeightSyncError": "errors",
-    "SyncGroup": "group",
-    "init_sync_group": "group",
-    "free_port": "group",
-    "free_ports": "group",
-    "Layout": "layout",
-    "TensorSpec": "layout",
-    "checksum": "layout",
-    "WeightSender": "weights",
-    "WeightReceiver": "weights",
-    "full_state_iter": "weights",
-    "state_specs": "weights",
-    "module_loader": "loaders",
-    "ModuleLoader": "loaders",
-    "VllmSyncExtension": "loaders",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'engine.sync' has no attribute {name!r}")
-    return getattr(import_module(f"engine.sync.{_EXPORTS[name]}"), name)
+__all__ = [
+    "Layout", "ModuleLoader", "SyncGroup", "TensorSpec", "VllmSyncExtension", "WeightReceiver",
+    "WeightSender", "WeightSyncError", "checksum", "free_port", "free_ports", "full_state_iter",
+    "init_sync_group", "module_loader", "state_specs",
+]

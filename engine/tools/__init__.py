@@ -10,49 +10,21 @@ The agent loop's use, per turn (generation stopped on `</tool_call>`, the stop s
 Video-Thinker re-look (generation stopped on `</time>`): `relook_observation(text, ctx)` gives the
 frames of the span just closed (None when there is none); `inline_video_token_ids` renders them.
 """
-from importlib import import_module
+from engine.errors import ToolCallError
+from engine.tools.protocol import ToolCall, parse_tool_call, format_tool_call
+from engine.tools.registry import Tool, ToolRegistry, Observation, ToolContext
+from engine.tools.defaults import default_registry
+from engine.tools.video_tools import FrameZoomTool, SpatialZoomTool, MAX_ZOOM_FRAMES
+from engine.tools.retrieval import ClipRetrievalTool, ClipIndex, ClipHit, CaptionClipIndex
+from engine.tools.thinker import parse_thinker, ThinkerTrace, ThinkerSegment, relook_span, relook_observation
+from engine.tools.render import observation_messages, observation_token_ids, inline_video_token_ids
+from engine.tools.timefmt import parse_time, format_time
 
-# Resolved on first use (PEP 562): importing engine.tools stays cheap, and a module that
-# `engine.rollout` imports can import engine.tools without a cycle (render.py needs rollout.batch).
-_EXPORTS = {
-    "ToolCall": "protocol",
-    "parse_tool_call": "protocol",
-    "format_tool_call": "protocol",
-    "Tool": "registry",
-    "ToolRegistry": "registry",
-    "Observation": "registry",
-    "ToolContext": "registry",
-    "default_registry": "defaults",
-    "FrameZoomTool": "video_tools",
-    "SpatialZoomTool": "video_tools",
-    "MAX_ZOOM_FRAMES": "video_tools",
-    "ClipRetrievalTool": "retrieval",
-    "ClipIndex": "retrieval",
-    "ClipHit": "retrieval",
-    "CaptionClipIndex": "retrieval",
-    "parse_thinker": "thinker",
-    "ThinkerTrace": "thinker",
-    "ThinkerSegment": "thinker",
-    "relook_span": "thinker",
-    "relook_observation": "thinker",
-    "observation_messages": "render",
-    "observation_token_ids": "render",
-    "inline_video_token_ids": "render",
-    "parse_time": "timefmt",
-    "format_time": "timefmt",
-}
-__all__ = sorted([*_EXPORTS, "ToolCallError"])
-
-
-def __getattr__(name: str):
-    if name == "ToolCallError":
-        from engine.errors import ToolCallError
-
-        return ToolCallError
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'engine.tools' has no attribute {name!r}")
-    return getattr(import_module(f"engine.tools.{_EXPORTS[name]}"), name)
-
-
-def __dir__():
-    return __all__
+__all__ = [
+    "CaptionClipIndex", "ClipHit", "ClipIndex", "ClipRetrievalTool", "FrameZoomTool",
+    "MAX_ZOOM_FRAMES", "Observation", "SpatialZoomTool", "ThinkerSegment", "ThinkerTrace", "Tool",
+    "ToolCall", "ToolContext", "ToolRegistry", "default_registry", "format_time",
+    "format_tool_call", "inline_video_token_ids", "observation_messages", "observation_token_ids",
+    "parse_thinker", "parse_time", "parse_tool_call", "relook_observation", "relook_span",
+    "ToolCallError",
+]

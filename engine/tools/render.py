@@ -13,7 +13,7 @@ from dataclasses import fields
 
 from engine.errors import ConfigError
 from engine.model.video_tokens import expand_vision_pads
-from engine.rollout.batch import VideoInput
+from engine.video.types import VideoInput
 from engine.tools.registry import Observation
 
 # After a model turn that ended on </tool_call>: close it, open the tool turn ... then hand back.
