@@ -116,6 +116,7 @@ class TrainerConfig:
     one_step_off: bool = False  # roll out step k+1 while training on step k (ratio vs the rollout's log-probs)
     eval_every: int = 0  # GRPO steps between held-out evaluations; 0 = only at the end
     checkpoint_every: int = 0  # GRPO steps between checkpoints; 0 = only at the end
+    wandb_project: str | None = None  # also log metrics to this wandb project (when wandb is installed)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class RayConfig:
     address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
     rollout_workers: int = 2
     learners: int = 2  # FSDP2 ranks
+    colocate: bool = False  # on GPUs: learner rank i and rollout worker i share GPU i (needs equal counts)
     sync_bucket_mb: int | None = None  # flat bucket size of the weight broadcast; None: 16 on gloo, 256 on NCCL
     sync_checksum: bool = True  # rollout workers verify every bucket
 
@@ -271,6 +273,9 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise ConfigError(dotted, f"expected {expected}, got {value!r}")
+    if cfg.ray.colocate and cfg.ray.rollout_workers != cfg.ray.learners:
+        raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "
+                                          f"{cfg.ray.rollout_workers} and {cfg.ray.learners}")
     if cfg.video.max_frames < cfg.video.min_frames:
         raise ConfigError(
             "video.max_frames", f"expected >= video.min_frames ({cfg.video.min_frames}), got {cfg.video.max_frames}"

@@ -90,3 +90,9 @@ def test_cli_help_lists_every_command():
     assert proc.returncode == 0
     for name in ("train", "sft", "eval", "make-data"):
         assert name in proc.stdout
+
+
+def test_colocate_needs_matching_counts():
+    with pytest.raises(ConfigError, match="ray.colocate"):
+        load_config(TINY, ["ray.colocate=true", "ray.rollout_workers=3", "ray.learners=2"])
+    assert load_config(TINY, ["ray.colocate=true"]).ray.colocate

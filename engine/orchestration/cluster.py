@@ -58,11 +58,22 @@ class Cluster:
                          runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
         threads = max(1, (os.cpu_count() or 1) // (n_workers + n_learners))
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
+        place = [{} for _ in range(max(n_workers, n_learners))]
+        if gpu and cfg.ray.colocate:  # learner rank i and rollout worker i share the GPU of bundle i
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            group = placement_group([{"GPU": 1, "CPU": 2}] * n_learners, strategy="PACK")
+            ray.get(group.ready())
+            res = {"num_gpus": 0.5, "num_cpus": 1}
+            place = [{"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
+                     for i in range(n_learners)]
         host, port = node_ip(), free_port()
         learner_cls = ray.remote(**res)(LearnerWorker)
-        self.learners = [learner_cls.remote(cfg, r, n_learners, host, port, threads) for r in range(n_learners)]
+        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, host, port, threads)
+                         for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.remote(cfg, i, threads) for i in range(n_workers)]
+        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
         self.version = 0
         self.restarts = 0
         self._join_sync()

@@ -236,7 +236,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         if last is not None:
             trainer.resume(str(last))
             log(f"resumed from {last} at step {trainer.step}")
-        metrics_log = MetricsLog(out, cfg.trainer.steps, append=last is not None)
+        metrics_log = MetricsLog(out, cfg.trainer.steps, append=last is not None,
+                                 wandb_project=cfg.trainer.wandb_project)
         if last is not None:  # drop metrics of steps the checkpoint does not contain
             kept = [m for m in read_metrics(metrics_log.path) if m["step"] < trainer.step]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
