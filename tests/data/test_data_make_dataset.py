@@ -4,7 +4,6 @@ import json
 import pytest
 
 from engine.data.dataset import load_rows, load_split, load_videos
-from engine.data.make_data import main as make_data_main
 from engine.data.schema import parse_span
 from engine.data.synthetic import COLOURS, SHAPES, make_dataset
 from engine.errors import ConfigError
@@ -103,10 +102,14 @@ def test_questions_are_well_formed(made):
             assert videos[r.video_id].segments[0].caption.split()[2] == r.options[r.answer_index]
 
 
-def test_cli_writes_a_dataset_and_reports_bad_flags(tmp_path, capsys):
-    assert make_data_main([str(tmp_path / "d"), "--num-videos", "2", "--duration", "3", "--codec", "mjpeg"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("make-data: [") == 2
+def test_cli_writes_a_dataset_and_reports_bad_keys(tmp_path, capsys):
+    from engine.cli import main
+
+    args = [f"data.dir={tmp_path / 'd'}", "data.num_videos=2", "data.duration_s=3", "data.codec=mjpeg"]
+    assert main(["make-data", *args]) == 0
+    assert "wrote 2 mjpeg videos" in capsys.readouterr().out
     assert len(load_videos(tmp_path / "d")) == 2
-    assert make_data_main([str(tmp_path / "e"), "--width", "99"]) == 2
+    assert main(["make-data", f"data.dir={tmp_path / 'e'}", "data.width=99"]) == 2  # odd width
+    assert "data.width" in capsys.readouterr().err
+    assert main(["make-data", f"data.dir={tmp_path / 'f'}", "data.width=100"]) == 2  # below the generator's minimum
     assert "width" in capsys.readouterr().err
