@@ -1,4 +1,4 @@
-"""The `vthink` command: train, sft, eval and make-data, each driven by a YAML config plus key=value overrides."""
+"""The `vthink` command: train, sft, eval, make-data (a YAML config plus key=value overrides), bench and view."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +64,35 @@ def cmd_make_data(cfg) -> int:
     return 0
 
 
+def bench_dir() -> Path:
+    """bench/ of the source checkout vthink is installed from (benchmarks are scripts, not package modules)."""
+    return Path(__file__).resolve().parents[1] / "bench"
+
+
+def cmd_bench(name: str, args: list[str]) -> int:
+    import runpy
+
+    script = bench_dir() / f"{name}.py"
+    if not script.is_file():
+        names = ", ".join(sorted(p.stem for p in bench_dir().glob("*.py"))) or "none (not a source checkout)"
+        print(f"vthink: no benchmark {name!r}; available: {names}", file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def cmd_view(run_dir: str) -> int:
+    from engine.telemetry.view import render_run
+
+    try:
+        print(f"wrote {render_run(run_dir)}")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"vthink: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 COMMANDS = {
     "train": (cmd_train, "GRPO on Ray: rollout workers sample G answers per question, FSDP learners update, "
                          "weights sync every step (optional SFT warm-up first; --resume continues a run)"),
@@ -83,11 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--resume", action="store_true",
                            help="continue from the newest checkpoint under <trainer.output_dir>/checkpoints")
+    p = sub.add_parser("bench", help="run a benchmark script from bench/ (prints a table, writes bench/results/*.json)",
+                       description="Run bench/NAME.py with the remaining arguments, e.g. `vthink bench native`.")
+    p.add_argument("name", help="kernels, native, decode, rollout, sync, make_data or tiny_model")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to the script")
+    p = sub.add_parser("view", help="render a training run (metrics, reward plot, config) as an HTML page",
+                       description="Write RUN_DIR/report.html from a `vthink train` output directory.")
+    p.add_argument("run_dir", help="a trainer.output_dir, e.g. runs/tiny_cpu")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    if ns.command == "bench":
+        return cmd_bench(ns.name, ns.bench_args)
+    if ns.command == "view":
+        return cmd_view(ns.run_dir)
     try:
         cfg = _load(ns.args)
     except ConfigError as e:
