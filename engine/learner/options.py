@@ -1,4 +1,4 @@
-"""Learner settings that engine.config does not carry yet: micro-batch budget, old log-probs, checkpoints kept."""
+"""The `learner` config section: micro-batch token budget, where old log-probs come from, checkpoints kept."""
 from __future__ import annotations
 
 from dataclasses import dataclass

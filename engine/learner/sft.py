@@ -1,22 +1,18 @@
 """Supervised warm-up on ground-truth reasoning traces in the Video-Thinker format."""
 from __future__ import annotations
 
-from engine.reward.parse import format_clock
+from engine.data.schema import format_span
 from engine.rollout.batch import RolloutBatch, Sample
 
 
 def target_response(row, record) -> str:
     """The Video-Thinker trace a perfect model would write: one block per ground-truth segment, then the answer."""
     blocks = [
-        f"<time>{format_clock(s.start_s)}-{format_clock(s.end_s)}</time> <caption>{s.caption}</caption> "
+        f"<time>{format_span(s.start_s, s.end_s)}</time> <caption>{s.caption}</caption> "
         "<think>This segment matters.</think>"
         for s in record.segments
     ]
-    if row.kind == "mcq":
-        answer = row.answer
-    else:
-        answer = f"{format_clock(row.answer_span_s[0])}-{format_clock(row.answer_span_s[1])}"
-    return "\n".join(blocks) + f"\n<answer>{answer}</answer>"
+    return "\n".join(blocks) + f"\n<answer>{row.answer}</answer>"  # a letter, or the span as MM:SS-MM:SS
 
 
 def sft_batch(rows, records, requests, tokenizer, end_id: int) -> RolloutBatch:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from datetime import timedelta
 
 import torch
@@ -29,28 +28,44 @@ def _limit_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def node_ip() -> str:
-    return socket.gethostbyname(socket.gethostname()) if os.environ.get("VTHINK_MULTI_NODE") else "127.0.0.1"
+def rendezvous_address() -> tuple[str, int]:
+    """This node's IP and a free port on it: where a process group's TCP store can be hosted."""
+    import ray
+
+    from engine.sync import free_port
+
+    ip = ray.util.get_node_ip_address()
+    return ip, free_port(ip)
 
 
 class LearnerWorker:
-    """One FSDP2 rank. All ranks receive the same full batch; each trains its balanced shard of it."""
+    """One FSDP2 rank. All ranks receive the same full batch; each trains its balanced shard of it.
 
-    def __init__(self, cfg: Config, rank: int, world_size: int, master_addr: str, master_port: int, threads: int = 1):
+    Learner rank 0 hosts both TCP stores (the FSDP group's and the weight-sync group's), so their
+    address is asked of it with `rendezvous` before `start` / `join_sync`.
+    """
+
+    def __init__(self, cfg: Config, rank: int, world_size: int, threads: int = 1):
+        _limit_threads(threads)
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.learner = None
+        self.sender = None
+
+    def rendezvous(self) -> tuple[str, int]:
+        return rendezvous_address()
+
+    def start(self, master_addr: str, master_port: int) -> None:
+        """Join the learners' process group (NCCL on GPU, gloo on CPU) and build the sharded policy."""
         import torch.distributed as dist
 
         from engine.learner.fsdp import FSDPLearner
 
-        _limit_threads(threads)
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(0)  # Ray gives each learner actor its own GPU as device 0
-        dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}", rank=rank,
-                                world_size=world_size, timeout=timedelta(minutes=10))
-        self.rank = rank
-        self.cfg = cfg
-        self.learner = FSDPLearner(cfg, rank, world_size)
-        self.sender = None
+        dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}", rank=self.rank,
+                                world_size=self.world_size, timeout=timedelta(minutes=10))
+        self.learner = FSDPLearner(self.cfg, self.rank, self.world_size)
 
     def join_sync(self, host: str, port: int, world_size: int) -> None:
         """Learner rank 0 becomes sync rank 0; the other ranks only help gather the shards."""
@@ -71,7 +86,7 @@ class LearnerWorker:
     def weights_digest(self) -> str:
         """Digest of the full (gathered) policy weights; collective, so every rank must call it."""
         trained = {n for n, _ in self.learner.hf.named_parameters()}  # buffers are not synced
-        return weights_digest([(n, t.clone()) for n, t in self.learner.named_full_tensors() if n in trained])
+        return weights_digest([(n, t) for n, t in self.learner.named_full_tensors() if n in trained])
 
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
         return self.learner.update(batch, advantages)

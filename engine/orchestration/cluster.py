@@ -19,11 +19,10 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while a call was in flight
 
 from engine.config import Config
-from engine.orchestration.actors import LearnerWorker, RolloutWorker, node_ip
+from engine.orchestration.actors import LearnerWorker, RolloutWorker
 from engine.rollout.agent import LoopStats
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
-from engine.sync import free_port
 
 _QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1",
               "TOKENIZERS_PARALLELISM": "false"}
@@ -68,10 +67,10 @@ class Cluster:
             res = {"num_gpus": 0.5, "num_cpus": 1}
             place = [{"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
                      for i in range(n_learners)]
-        host, port = node_ip(), free_port()
         learner_cls = ray.remote(**res)(LearnerWorker)
-        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, host, port, threads)
-                         for r in range(n_learners)]
+        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, threads) for r in range(n_learners)]
+        host, port = ray.get(self.learners[0].rendezvous.remote())
+        ray.get([lw.start.remote(host, port) for lw in self.learners])
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
         self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
         self.version = 0
@@ -83,7 +82,7 @@ class Cluster:
 
     def _join_sync(self) -> None:
         """(Re)build the sync group: learner rank 0 is rank 0, worker i is rank i + 1."""
-        host, port, world = node_ip(), free_port(), 1 + len(self.workers)
+        (host, port), world = ray.get(self.learners[0].rendezvous.remote()), 1 + len(self.workers)
         ray.get([lw.join_sync.remote(host, port, world) for lw in self.learners]
                 + [w.join_sync.remote(host, port, i + 1, world) for i, w in enumerate(self.workers)])
 

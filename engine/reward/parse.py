@@ -26,9 +26,3 @@ def parse_span(text: str) -> tuple[float, float] | None:
     if m:
         return float(m.group(1)), float(m.group(2))
     return None
-
-
-def format_clock(seconds: float) -> str:
-    """Seconds -> 'MM:SS' (rounded down to whole seconds), the Video-Thinker time format."""
-    s = max(0, int(seconds))
-    return f"{s // 60:02d}:{s % 60:02d}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from engine.errors import VideoDecodeError, VideoRequestError
@@ -34,6 +35,9 @@ class RolloutStats:
     loop: LoopStats = field(default_factory=LoopStats)
 
 
+PROMPT_CACHE_SIZE = 256  # prompts (ids + preprocessed video) kept per rollout engine
+
+
 class GroupedRollout:
     """mode "thinker": one Video-Thinker turn (plus re-looks when loop.relook); mode "agent": tool calls."""
 
@@ -54,9 +58,20 @@ class GroupedRollout:
         self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, merge_size=merge_size, registry=registry,
                               relook_frames=relook_frames)
         self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+        self._prompts: OrderedDict[str, Prompt] = OrderedDict()  # LRU: a prompt repeats every epoch
 
     def prepare(self, row) -> Prompt:
-        """Decode the row's video once and build its prompt ids with one pad per merged visual token."""
+        """The row's prompt ids (one pad per merged visual token) and video, built once and then reused."""
+        prompt = self._prompts.get(row.id)
+        if prompt is None:
+            prompt = self._build(row)
+            self._prompts[row.id] = prompt
+            if len(self._prompts) > PROMPT_CACHE_SIZE:
+                self._prompts.popitem(last=False)
+        self._prompts.move_to_end(row.id)
+        return prompt
+
+    def _build(self, row) -> Prompt:
         clip = self.video.sample(str(row.video), self.frame_policy)
         video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t),
                            float(clip.start_s), float(clip.end_s))

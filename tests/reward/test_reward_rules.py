@@ -4,7 +4,8 @@ import random
 import pytest
 
 from engine.reward import format_reward, grounding_reward, mcq_reward, temporal_iou
-from engine.reward.parse import format_clock, parse_span
+from engine.data.schema import format_mmss
+from engine.reward.parse import parse_span
 
 GOOD = "<time>00:01-00:03</time> <caption>a red circle</caption> <think>it moves</think>\n<answer>B</answer>"
 
@@ -65,7 +66,7 @@ def test_grounding_reward_parses_clock_and_seconds():
 
 def test_clock_round_trip():
     for s in (0, 5, 59, 60, 61, 600, 3599):
-        assert parse_span(f"{format_clock(s)}-{format_clock(s)}") == (s, s)
+        assert parse_span(f"{format_mmss(s)}-{format_mmss(s)}") == (s, s)
 
 
 def test_parsers_are_linear_time():
