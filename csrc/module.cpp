@@ -75,19 +75,15 @@ void expect_shape(const py::array& a, std::initializer_list<int64_t> shape, cons
 
 py::tuple mrope_position_ids(const I64Array& token_types, const std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>>& mask,
                              const I64Array& image_grid, const I64Array& video_grid,
-                             const py::array_t<double, py::array::c_style | py::array::forcecast>& video_interval,
-                             const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& video_mode,
-                             int64_t spatial_merge_size) {
+                             const py::array_t<float, py::array::c_style | py::array::forcecast>& video_seconds,
+                             float tokens_per_second, int64_t spatial_merge_size) {
   expect_shape(token_types, {-1, -1}, "mm_token_type_ids");
   const int64_t B = token_types.shape(0), L = token_types.shape(1);
   if (mask) expect_shape(*mask, {B, L}, "attention_mask");
   expect_shape(image_grid, {-1, 3}, "image_grid_thw");
   expect_shape(video_grid, {-1, 3}, "video_grid_thw");
   const int64_t n_videos = video_grid.shape(0);
-  expect_shape(video_interval, {n_videos}, "video intervals");
-  expect_shape(video_mode, {n_videos}, "video interval modes");
-  for (int64_t v = 0; v < n_videos; ++v)
-    if (video_mode.data()[v] > vthink::kIntervalF64) throw std::invalid_argument("mrope_position_ids: bad interval mode");
+  expect_shape(video_seconds, {n_videos}, "second_per_grid_ts");
 
   vthink::MropeInputs in;
   in.batch = B;
@@ -98,8 +94,8 @@ py::tuple mrope_position_ids(const I64Array& token_types, const std::optional<py
   in.n_images = image_grid.shape(0);
   in.video_grid = video_grid.data();
   in.n_videos = n_videos;
-  in.video_interval = video_interval.data();
-  in.video_mode = video_mode.data();
+  in.video_seconds = video_seconds.data();
+  in.tokens_per_second = tokens_per_second;
   in.spatial_merge_size = spatial_merge_size;
 
   py::array_t<int64_t> positions({int64_t{3}, B, L});
@@ -122,6 +118,6 @@ PYBIND11_MODULE(_native, m) {
   m.def("pack_by_budget", &pack_by_budget, py::arg("lengths"), py::arg("max_tokens"),
         "First-fit-decreasing packing of item indices into bins of at most max_tokens.");
   m.def("mrope_position_ids", &mrope_position_ids, py::arg("token_types"), py::arg("mask"), py::arg("image_grid"),
-        py::arg("video_grid"), py::arg("video_interval"), py::arg("video_mode"), py::arg("spatial_merge_size"),
+        py::arg("video_grid"), py::arg("video_seconds"), py::arg("tokens_per_second"), py::arg("spatial_merge_size"),
         "Qwen2.5-VL M-RoPE position ids [3, B, L] and deltas [B, 1]; engine.native prepares the inputs.");
 }

@@ -1,10 +1,13 @@
-// Qwen2.5-VL M-RoPE position ids in one pass over the tokens (semantics of transformers 5.19 get_rope_index).
+// Qwen2.5-VL M-RoPE position ids in one pass over the tokens, by the original published rule.
 //
-// Per row, attended tokens are grouped into maximal runs of one token type. A text run continues the
-// 1-D position counter. The n-th image (video) run across the whole batch takes the n-th row of
-// image_grid_thw (video_grid_thw): its tokens enumerate (t, h, w) with h, w divided by the spatial
-// merge size; positions are (start + trunc(t * interval), start + h, start + w), and the counter then
-// advances by max(grid_h, grid_w) / merge. Deltas are max position + 1 - number of attended tokens.
+// Per row, attended tokens are grouped into maximal runs of one token type. Every text run and every
+// vision segment starts at (max of all earlier positions in the row) + 1, or 0 first. Text tokens count
+// up by one on all three axes. The n-th image (video) run across the whole batch takes the n-th row of
+// image_grid_thw (video_grid_thw) and enumerates (t, h, w) with h, w divided by the spatial merge size;
+// its positions are start + (temporal(t), h, w), where a video's temporal id is
+// long(float32(float32(t * second_per_grid_t) * tokens_per_second)) and an image's is 0. So the text after
+// a long video starts past the video's last *temporal* position, not at start + max(h, w) / merge (the
+// transformers 5.x rule, which the released models were not trained with).
 #include "mrope.h"
 
 #include <algorithm>
@@ -20,13 +23,10 @@ namespace {
 
 const char* grid_name(int64_t type) { return type == 1 ? "image_grid_thw" : "video_grid_thw"; }
 
-// Temporal offset of temporal index t: the arithmetic transformers performs for this video's dtype.
-inline int64_t temporal(int64_t t, double interval, uint8_t mode) {
-  switch (mode) {
-    case kIntervalF32: return static_cast<int64_t>(static_cast<float>(t) * static_cast<float>(interval));
-    case kIntervalF64: return static_cast<int64_t>(static_cast<double>(t) * interval);
-    default: return t * static_cast<int64_t>(interval);
-  }
+// A video's temporal id of grid index t, in float32 as the original (a float tensor times Python scalars).
+inline int64_t video_temporal(int64_t t, float seconds, float tokens_per_second) {
+  const float scaled = static_cast<float>(t) * seconds;
+  return static_cast<int64_t>(static_cast<float>(scaled * tokens_per_second));
 }
 
 }  // namespace
@@ -35,7 +35,7 @@ void mrope_position_ids(const MropeInputs& in, int64_t* positions, int64_t* delt
   const int64_t B = in.batch, L = in.length, s = in.spatial_merge_size;
   if (s < 1) fail("spatial_merge_size must be >= 1, got " + std::to_string(s));
   int64_t* P[3] = {positions, positions + B * L, positions + 2 * B * L};
-  std::fill(positions, positions + 3 * B * L, int64_t{0});
+  std::fill(positions, positions + 3 * B * L, int64_t{1});
   int64_t next_grid[3] = {0, 0, 0};  // indexed by token type (1 image, 2 video)
 
   for (int64_t b = 0; b < B; ++b) {
@@ -49,14 +49,14 @@ void mrope_position_ids(const MropeInputs& in, int64_t* positions, int64_t* delt
         while (j < L && !mask[j]) ++j;
       return j;
     };
-    int64_t cur = 0, max_pos = std::numeric_limits<int64_t>::min(), attended = 0;
+    int64_t next = 0;  // max of all earlier positions + 1: where the next run starts
+    int64_t attended = 0;
     int64_t j = next_attended(0);
     while (j < L) {
       const int64_t type = types[j];
       if (type == 0) {
-        p0[j] = p1[j] = p2[j] = cur;
-        max_pos = std::max(max_pos, cur);
-        ++cur;
+        p0[j] = p1[j] = p2[j] = next;
+        ++next;
         ++attended;
         j = next_attended(j + 1);
         continue;
@@ -77,21 +77,21 @@ void mrope_position_ids(const MropeInputs& in, int64_t* positions, int64_t* delt
       int64_t expected = 0;
       if (__builtin_mul_overflow(lt, lh, &expected) || __builtin_mul_overflow(expected, lw, &expected))
         fail(where + " is too large");
-      double interval = 1.0;
-      uint8_t mode = kIntervalInt;
+      float seconds = 0.0f;  // images: every temporal id is 0
       if (type == 2) {
-        interval = in.video_interval[g];
-        mode = in.video_mode[g];
-        // Keep every temporal offset far inside int64 so the float->int conversion is defined.
-        if (!std::isfinite(interval) || std::fabs(interval) * static_cast<double>(lt) > 1e15)
-          fail("temporal interval " + std::to_string(interval) + " of " + where + " is not finite or too large");
+        seconds = in.video_seconds[g];
+        // Keep every temporal id far inside int64 so the float->int conversion is defined.
+        const double span = static_cast<double>(seconds) * in.tokens_per_second * static_cast<double>(lt);
+        if (!std::isfinite(seconds) || seconds < 0 || !(span < 1e15))
+          fail("second_per_grid_ts " + std::to_string(seconds) + " of " + where + " is negative, not finite or too large");
       }
-      const int64_t start = cur, run_start = j;
+      const int64_t start = next, run_start = j;
       int64_t count = 0;
-      int64_t max_t = std::numeric_limits<int64_t>::min();
+      int64_t max_t = 0;
       for (int64_t t = 0; t < lt && count >= 0; ++t) {
-        const int64_t tp = start + temporal(t, interval, mode);
-        max_t = std::max(max_t, tp);
+        const int64_t tt = type == 2 ? video_temporal(t, seconds, in.tokens_per_second) : 0;
+        max_t = std::max(max_t, tt);
+        const int64_t tp = start + tt;
         for (int64_t h = 0; h < lh && count >= 0; ++h) {
           for (int64_t w = 0; w < lw; ++w) {
             if (j >= L || types[j] != type) {
@@ -115,11 +115,10 @@ void mrope_position_ids(const MropeInputs& in, int64_t* positions, int64_t* delt
              std::to_string(s) + " but the segment has " + std::to_string(run));
       }
       attended += expected;
-      if (expected > 0) max_pos = std::max({max_pos, max_t, start + lh - 1, start + lw - 1});
-      if (__builtin_add_overflow(cur, std::max(thw[1], thw[2]) / s, &cur)) fail(where + " is too large");
+      if (__builtin_add_overflow(start, std::max({max_t, lh - 1, lw - 1}) + 1, &next)) fail(where + " is too large");
     }
     if (attended == 0) fail("row " + std::to_string(b) + " has no attended tokens");
-    deltas[b] = max_pos + 1 - attended;
+    deltas[b] = next - L;
   }
   if (next_grid[1] != in.n_images)
     fail("image_grid_thw has " + std::to_string(in.n_images) + " rows but the batch has " +

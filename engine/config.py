@@ -276,6 +276,12 @@ def validate(cfg: Config) -> Config:
     if cfg.ray.colocate and cfg.ray.rollout_workers != cfg.ray.learners:
         raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "
                                           f"{cfg.ray.rollout_workers} and {cfg.ray.learners}")
+    if cfg.rollout.top_p < 1 and (cfg.learner.old_logp == "rollout" or cfg.trainer.one_step_off):
+        # The learner's log-prob is plain softmax(logits / T); a nucleus-truncated sampler's is not, and the
+        # importance ratio against the rollout's log-probs would then be biased.
+        why = "learner.old_logp=rollout" if cfg.learner.old_logp == "rollout" else "trainer.one_step_off=true"
+        raise ConfigError("rollout.top_p", f"must be 1 with {why}: the ratio uses the rollout's log-probs, which "
+                                           f"are then those of a truncated distribution; got {cfg.rollout.top_p}")
     if cfg.video.max_frames < cfg.video.min_frames:
         raise ConfigError(
             "video.max_frames", f"expected >= video.min_frames ({cfg.video.min_frames}), got {cfg.video.max_frames}"

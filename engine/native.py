@@ -2,7 +2,7 @@
 
 * balanced_partition: Karmarkar-Karp largest differencing (verl's seqlen_balancing method) into k parts.
 * pack_by_budget: first-fit decreasing into bins of at most max_tokens.
-* mrope_position_ids: Qwen2.5-VL M-RoPE position ids, identical to transformers' get_rope_index.
+* mrope_position_ids: Qwen2.5-VL M-RoPE position ids by the original published rule (see its docstring).
 
 `BACKEND` says which implementation the unsuffixed functions use ("native" or "python"); the `*_py`
 functions are always the pure-Python ones. Lengths count text plus visual tokens.
@@ -218,26 +218,24 @@ def pack_by_budget(lengths: Sequence[int] | np.ndarray | torch.Tensor, max_token
 
 # ----------------------------------------------------------------------------- M-RoPE position ids
 
-# How a video's temporal index t becomes a position offset; the codes match csrc/mrope.h.
-_INT, _F32, _F64 = 0, 1, 2
 _MROPE = "mrope_position_ids"
 
 
 @dataclass(frozen=True)
 class MropeInputs:
-    """get_rope_index's inputs normalised to numpy: what both backends consume."""
+    """mrope_position_ids' inputs normalised to numpy: what both backends consume."""
 
     token_types: np.ndarray      # int64 [B, L]: 0 text, 1 image, 2 video
     mask: np.ndarray | None      # bool [B, L] or None
     image_grid: np.ndarray       # int64 [n_images, 3]
     video_grid: np.ndarray       # int64 [n_videos, 3]
-    video_interval: np.ndarray   # float64 [n_videos]: exact tokens_per_second * second_per_grid_t
-    video_mode: np.ndarray       # uint8 [n_videos]: _INT / _F32 / _F64 arithmetic for t * interval
+    video_seconds: np.ndarray    # float32 [n_videos]: second_per_grid_t
+    tokens_per_second: np.float32
     spatial_merge_size: int
 
 
 def mrope_config(config: Any) -> dict[str, int | float]:
-    """The keyword arguments mrope_position_ids needs, read from a Qwen2.5-VL config (as get_rope_index does)."""
+    """The keyword arguments mrope_position_ids needs, read from a Qwen2.5-VL config."""
     vision = config.vision_config
     return {
         "spatial_merge_size": vision.spatial_merge_size,
@@ -247,76 +245,35 @@ def mrope_config(config: Any) -> dict[str, int | float]:
     }
 
 
-def _scalar_interval(tps: int | float, v: Any) -> tuple[float, int]:
-    """Interval and arithmetic for one element of a Python sequence, as `tps * v` then `arange * that` run in torch."""
-    if isinstance(v, torch.Tensor):  # e.g. list(tensor): 0-d tensors keep their dtype
-        vals, modes = _tensor_intervals(tps, v.reshape(1))
-        return vals[0], modes[0]
-    if isinstance(v, np.ndarray):
-        vals, modes = _numpy_intervals(tps, v.reshape(1))
-        return vals[0], modes[0]
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{_MROPE}: second_per_grid_ts holds a bool")
-    if isinstance(v, (np.float32, np.float16)):
-        return _numpy_intervals(tps, np.asarray([v]))[0][0], _F32
-    if isinstance(v, (int, np.integer)) and isinstance(tps, int):
-        return float(tps * int(v)), _INT
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        # tps * v is a Python/NumPy double; torch casts that scalar to float32 and multiplies arange in float32.
-        return float(np.float32(float(tps) * float(v))), _F32
-    raise ValueError(f"{_MROPE}: second_per_grid_ts holds {type(v).__name__}, expected numbers")
-
-
-def _numpy_intervals(tps: int | float, arr: np.ndarray) -> tuple[list[float], list[int]]:
-    """Intervals for a numpy array of seconds: get_rope_index iterates it into NumPy scalars, `tps * v` stays a
-    NumPy scalar (float32/float16 keep their width), and torch multiplies arange by it as a float32 scalar."""
-    n = arr.size
-    if arr.dtype in (np.float32, np.float16):
-        return (arr.dtype.type(tps) * arr).astype(np.float64).tolist(), [_F32] * n
-    if arr.dtype == np.float64 or (arr.dtype.kind in "iu" and not isinstance(tps, int)):
-        return (float(tps) * arr.astype(np.float64)).astype(np.float32).astype(np.float64).tolist(), [_F32] * n
-    if arr.dtype.kind in "iu":
-        return [float(tps * int(v)) for v in arr.tolist()], [_INT] * n
-    raise ValueError(f"{_MROPE}: second_per_grid_ts must hold numbers, got dtype {arr.dtype}")
-
-
-def _tensor_intervals(tps: int | float, t: torch.Tensor) -> tuple[list[float], list[int]]:
-    """Intervals for a torch tensor of seconds: `tps * t[i]` and `arange * that` run in t's dtype."""
-    odd_float = t.dtype.is_floating_point and t.dtype not in (torch.float32, torch.float64)
-    if t.dtype == torch.bool or t.dtype.is_complex or odd_float:  # half types round in ways we do not mirror
-        raise ValueError(f"{_MROPE}: second_per_grid_ts must be float32, float64 or integer, got {t.dtype}")
-    arr = t.detach().cpu().numpy()
-    if arr.dtype == np.float32:
-        return (np.float32(tps) * arr).astype(np.float64).tolist(), [_F32] * arr.size
-    if arr.dtype == np.float64:
-        return (float(tps) * arr).tolist(), [_F64] * arr.size
-    if isinstance(tps, int):
-        return [float(tps * int(v)) for v in arr.tolist()], [_INT] * arr.size
-    # float tps * int tensor -> float32 tensor
-    return (np.float32(tps) * arr.astype(np.float32)).astype(np.float64).tolist(), [_F32] * arr.size
-
-
-def _video_intervals(second_per_grid_ts: Any, n_videos: int, tps: int | float) -> tuple[np.ndarray, np.ndarray]:
-    if second_per_grid_ts is None:  # transformers uses 1 for every video
-        vals = [_scalar_interval(tps, 1)] * n_videos
-        intervals, modes = [v for v, _ in vals], [m for _, m in vals]
-    elif isinstance(second_per_grid_ts, (torch.Tensor, np.ndarray)):
-        if second_per_grid_ts.ndim != 1:
-            raise ValueError(f"{_MROPE}: second_per_grid_ts must be 1-D, got shape {tuple(second_per_grid_ts.shape)}")
-        if isinstance(second_per_grid_ts, torch.Tensor):
-            intervals, modes = _tensor_intervals(tps, second_per_grid_ts)
-        else:
-            intervals, modes = _numpy_intervals(tps, second_per_grid_ts)
+def _video_seconds(second_per_grid_ts: Any, n_videos: int) -> np.ndarray:
+    """second_per_grid_ts as float32, one per video (1.0 each when not given, as the original)."""
+    if second_per_grid_ts is None:
+        return np.ones(n_videos, dtype=np.float32)
+    if isinstance(second_per_grid_ts, torch.Tensor):
+        if second_per_grid_ts.dtype == torch.bool or second_per_grid_ts.dtype.is_complex:
+            raise ValueError(f"{_MROPE}: second_per_grid_ts must hold real numbers, got {second_per_grid_ts.dtype}")
+        second_per_grid_ts = second_per_grid_ts.detach().cpu().float().numpy()
     elif isinstance(second_per_grid_ts, (list, tuple)):
-        vals = [_scalar_interval(tps, v) for v in second_per_grid_ts]
-        intervals, modes = [v for v, _ in vals], [m for _, m in vals]
-    else:
+        vals = []
+        for v in second_per_grid_ts:
+            if isinstance(v, torch.Tensor):
+                v = v.item()
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{_MROPE}: second_per_grid_ts holds {type(v).__name__}, expected numbers")
+            vals.append(float(v))
+        second_per_grid_ts = np.asarray(vals, dtype=np.float64)
+    elif not isinstance(second_per_grid_ts, np.ndarray):
         raise ValueError(f"{_MROPE}: second_per_grid_ts must be a tensor, array or list, "
                          f"got {type(second_per_grid_ts).__name__}")
-    if len(intervals) != n_videos:
-        raise ValueError(f"{_MROPE}: second_per_grid_ts has {len(intervals)} entries but video_grid_thw has "
+    arr = second_per_grid_ts
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{_MROPE}: second_per_grid_ts must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{_MROPE}: second_per_grid_ts must be 1-D, got shape {tuple(arr.shape)}")
+    if arr.size != n_videos:
+        raise ValueError(f"{_MROPE}: second_per_grid_ts has {arr.size} entries but video_grid_thw has "
                          f"{n_videos} rows")
-    return np.asarray(intervals, dtype=np.float64).reshape(n_videos), np.asarray(modes, dtype=np.uint8).reshape(n_videos)
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _grid(g: Any, name: str) -> np.ndarray:
@@ -332,7 +289,7 @@ def prepare_mrope_inputs(input_ids: Any, mm_token_type_ids: Any = None, image_gr
                          video_grid_thw: Any = None, second_per_grid_ts: Any = None, attention_mask: Any = None, *,
                          spatial_merge_size: int, tokens_per_second: int | float,
                          image_token_id: int | None = None, video_token_id: int | None = None) -> MropeInputs:
-    """Check and normalise get_rope_index's inputs (shared by both backends)."""
+    """Check and normalise mrope_position_ids' inputs (shared by both backends)."""
     if isinstance(input_ids, torch.Tensor) and mm_token_type_ids is not None:
         # Only the shape is read then: skip the host copy of a device tensor.
         if input_ids.dim() != 2 or input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
@@ -359,20 +316,21 @@ def prepare_mrope_inputs(input_ids: Any, mm_token_type_ids: Any = None, image_gr
         m = attention_mask.detach().cpu().numpy() if isinstance(attention_mask, torch.Tensor) else np.asarray(attention_mask)
         if m.shape != shape:
             raise ValueError(f"{_MROPE}: attention_mask has shape {tuple(m.shape)}, input_ids {shape}")
-        mask = np.ascontiguousarray(m != 0)  # get_rope_index uses mask.bool()
+        mask = np.ascontiguousarray(m != 0)
     sms = _positive_int(spatial_merge_size, "spatial_merge_size", _MROPE)
     if isinstance(tokens_per_second, bool) or not isinstance(tokens_per_second, (int, float)):
         raise ValueError(f"{_MROPE}: tokens_per_second must be a number, got {tokens_per_second!r}")
     video_grid = _grid(video_grid_thw, "video_grid_thw")
-    interval, mode = _video_intervals(second_per_grid_ts, video_grid.shape[0], tokens_per_second)
-    return MropeInputs(types, mask, _grid(image_grid_thw, "image_grid_thw"), video_grid, interval, mode, sms)
+    seconds = _video_seconds(second_per_grid_ts, video_grid.shape[0])
+    return MropeInputs(types, mask, _grid(image_grid_thw, "image_grid_thw"), video_grid, seconds,
+                       np.float32(tokens_per_second), sms)
 
 
 def mrope_core_py(x: MropeInputs) -> tuple[np.ndarray, np.ndarray]:
     """Pure-Python (numpy per segment) M-RoPE ids: positions int64 [3, B, L], deltas int64 [B, 1]."""
     B, L = x.token_types.shape
     s = x.spatial_merge_size
-    positions = np.zeros((3, B, L), dtype=np.int64)
+    positions = np.ones((3, B, L), dtype=np.int64)  # masked slots hold 1, as in the original
     deltas = np.zeros((B, 1), dtype=np.int64)
     used = {1: 0, 2: 0}
     for b in range(B):
@@ -386,12 +344,12 @@ def mrope_core_py(x: MropeInputs) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{_MROPE}: mm_token_type_ids[{b}, {j}] = {int(x.token_types[b, j])} "
                              "(expected 0 text, 1 image or 2 video)")
         cuts = (np.flatnonzero(np.diff(types)) + 1).tolist()
-        cur, chunks = 0, []
+        nxt, chunks = 0, []  # nxt: max of all earlier positions + 1, where every run starts
         for start, end in zip([0] + cuts, cuts + [len(types)]):
             typ = int(types[start])
             if typ == 0:
-                chunks.append(np.broadcast_to(np.arange(cur, cur + end - start), (3, end - start)))
-                cur += end - start
+                chunks.append(np.broadcast_to(np.arange(nxt, nxt + end - start), (3, end - start)))
+                nxt += end - start
                 continue
             name = "image_grid_thw" if typ == 1 else "video_grid_thw"
             grids = x.image_grid if typ == 1 else x.video_grid
@@ -409,23 +367,20 @@ def mrope_core_py(x: MropeInputs) -> tuple[np.ndarray, np.ndarray]:
                 raise ValueError(f"{_MROPE}: {where} = ({t}, {h}, {w}) needs {lt * lh * lw} tokens at "
                                  f"spatial_merge_size {s} but the segment has {end - start}")
             if typ == 1:
-                temporal = np.arange(lt, dtype=np.int64)
+                temporal = np.zeros(lt, dtype=np.int64)
             else:
-                interval, mode = float(x.video_interval[g]), int(x.video_mode[g])
-                if not math.isfinite(interval) or abs(interval) * lt > 1e15:
-                    raise ValueError(f"{_MROPE}: temporal interval {interval} of {where} is not finite or too large")
-                if mode == _INT:
-                    temporal = np.arange(lt, dtype=np.int64) * int(interval)
-                elif mode == _F32:
-                    temporal = (np.arange(lt, dtype=np.float32) * np.float32(interval)).astype(np.int64)
-                else:
-                    temporal = (np.arange(lt, dtype=np.float64) * interval).astype(np.int64)
-            tt, hh, ww = np.meshgrid(temporal + cur, np.arange(lh) + cur, np.arange(lw) + cur, indexing="ij")
+                seconds = x.video_seconds[g]
+                span = float(seconds) * float(x.tokens_per_second) * lt
+                if not math.isfinite(seconds) or seconds < 0 or not span < 1e15:
+                    raise ValueError(f"{_MROPE}: second_per_grid_ts {float(seconds)} of {where} is negative, "
+                                     "not finite or too large")
+                # long(float32(float32(t * second_per_grid_t) * tokens_per_second))
+                temporal = ((np.arange(lt, dtype=np.float32) * seconds) * x.tokens_per_second).astype(np.int64)
+            tt, hh, ww = np.meshgrid(temporal + nxt, np.arange(lh) + nxt, np.arange(lw) + nxt, indexing="ij")
             chunks.append(np.stack([tt, hh, ww]).reshape(3, -1))
-            cur += max(h, w) // s
-        row = np.concatenate(chunks, axis=1)
-        positions[:, b, cols] = row
-        deltas[b, 0] = int(row.max()) + 1 - cols.size
+            nxt += max(int(temporal.max()), lh - 1, lw - 1) + 1
+        positions[:, b, cols] = np.concatenate(chunks, axis=1)
+        deltas[b, 0] = nxt - L
     for typ, grids, name in ((1, x.image_grid, "image_grid_thw"), (2, x.video_grid, "video_grid_thw")):
         if used[typ] != len(grids):
             raise ValueError(f"{_MROPE}: {name} has {len(grids)} rows but the batch has {used[typ]} "
@@ -437,13 +392,24 @@ def mrope_core_native(x: MropeInputs) -> tuple[np.ndarray, np.ndarray]:
     """The csrc/ M-RoPE core on prepared inputs (requires the extension)."""
     if _native is None:
         raise RuntimeError("engine._native is not built")
-    return _native.mrope_position_ids(x.token_types, x.mask, x.image_grid, x.video_grid, x.video_interval,
-                                      x.video_mode, x.spatial_merge_size)
+    return _native.mrope_position_ids(x.token_types, x.mask, x.image_grid, x.video_grid, x.video_seconds,
+                                      float(x.tokens_per_second), x.spatial_merge_size)
 
 
-def _as_torch(input_ids: Any, positions: np.ndarray, deltas: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_only_deltas(x: MropeInputs, deltas: np.ndarray) -> np.ndarray:
+    """The original's text-only path takes its max over the whole row, masked slots (which hold 1) included."""
+    if x.mask is None or len(x.image_grid) or len(x.video_grid):
+        return deltas
+    L = x.token_types.shape[1]
+    padded = ~x.mask.all(axis=1, keepdims=True)
+    return np.where(padded, np.maximum(deltas, 2 - L), deltas)
+
+
+def _as_torch(input_ids: Any, x: MropeInputs, positions: np.ndarray, deltas: np.ndarray
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    deltas = _text_only_deltas(x, deltas)
     pos, d = torch.from_numpy(positions), torch.from_numpy(deltas)
-    if isinstance(input_ids, torch.Tensor):  # get_rope_index returns positions in input_ids' dtype and device
+    if isinstance(input_ids, torch.Tensor):  # positions in input_ids' dtype and device, as the original
         pos = pos.to(device=input_ids.device, dtype=input_ids.dtype)
         d = d.to(device=input_ids.device)
     return pos, d
@@ -455,7 +421,7 @@ def mrope_position_ids_py(input_ids: Any, mm_token_type_ids: Any = None, image_g
     """Pure-Python mrope_position_ids."""
     x = prepare_mrope_inputs(input_ids, mm_token_type_ids, image_grid_thw, video_grid_thw, second_per_grid_ts,
                              attention_mask, **config)
-    return _as_torch(input_ids, *mrope_core_py(x))
+    return _as_torch(input_ids, x, *mrope_core_py(x))
 
 
 def mrope_position_ids(input_ids: Any, mm_token_type_ids: Any = None, image_grid_thw: Any = None,
@@ -463,16 +429,24 @@ def mrope_position_ids(input_ids: Any, mm_token_type_ids: Any = None, image_grid
                        spatial_merge_size: int, tokens_per_second: int | float,
                        image_token_id: int | None = None, video_token_id: int | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Qwen2.5-VL M-RoPE ids: (position_ids [3, B, L], deltas [B, 1]), equal to transformers' get_rope_index.
+    """Qwen2.5-VL M-RoPE ids (position_ids [3, B, L], deltas [B, 1]) by the original published rule.
 
-    Inputs are those of get_rope_index (torch tensors, numpy arrays or lists) plus the config values it
-    reads (`mrope_config(config)` collects them). mm_token_type_ids may be left out when the token ids
-    are given. Grids are consumed in order across the whole batch and must match the segments exactly;
-    second_per_grid_ts, when given, has one entry per video. Anything inconsistent raises ValueError.
+    The rule the released Qwen2.5-VL models were trained with (and vLLM implements): each text run and
+    each vision segment starts at max(all earlier positions of its row) + 1; a vision segment's tokens
+    sit at start + (temporal, h, w) over its merged grid, where a video's temporal id is
+    long(float32(float32(t * second_per_grid_t) * tokens_per_second)) and an image's is 0. Masked slots
+    hold 1; deltas are max position + 1 - L, so decoding continues at max + 1. This is *not*
+    transformers 5.x's get_rope_index, which starts the text after a video at start + max(h, w) / merge.
+
+    Inputs are torch tensors, numpy arrays or lists, plus config values (`mrope_config(config)`
+    collects them). mm_token_type_ids may be left out when the token ids are given. Grids are consumed
+    in order across the whole batch and must match the segments exactly; second_per_grid_ts, when
+    given, has one entry per video (float32 arithmetic whatever its dtype). Anything inconsistent
+    raises ValueError.
     """
     x = prepare_mrope_inputs(input_ids, mm_token_type_ids, image_grid_thw, video_grid_thw, second_per_grid_ts,
                              attention_mask, spatial_merge_size=spatial_merge_size,
                              tokens_per_second=tokens_per_second, image_token_id=image_token_id,
                              video_token_id=video_token_id)
     core = mrope_core_native if _native is not None else mrope_core_py
-    return _as_torch(input_ids, *core(x))
+    return _as_torch(input_ids, x, *core(x))

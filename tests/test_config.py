@@ -36,6 +36,14 @@ def test_override_to_null():
     assert load_config(TINY, ["model.path=null"]).model.path is None
 
 
+def test_top_p_below_one_is_refused_where_the_ratio_uses_rollout_logprobs():
+    assert load_config(TINY, ["rollout.top_p=0.9"]).rollout.top_p == 0.9  # learner recomputes old log-probs
+    for extra in ("learner.old_logp=rollout", "trainer.one_step_off=true"):
+        with pytest.raises(ConfigError) as err:
+            load_config(TINY, ["rollout.top_p=0.9", extra])
+        assert err.value.key == "rollout.top_p" and extra in str(err.value)
+
+
 @pytest.mark.parametrize(
     "override, key, words",
     [

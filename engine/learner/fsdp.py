@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Sums all-reduced after an update, in this order; see FSDPLearner.update.
-_SUMS = ("loss", "clip_frac", "approx_kl", "kl", "ratio_mean", "entropy", "rollout_logp_gap", "nonfinite")
+_SUMS = ("loss", "clip_frac", "approx_kl", "kl", "ratio_mean", "entropy", "logp_gap_mean", "nonfinite")
 
 
 def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> LogprobModel:
@@ -137,7 +137,7 @@ class FSDPLearner:
         mask[:, 0] = False  # the first token has no prefix to be predicted from
         batch["loss_mask"] = mask.float()
         if "position_ids" not in batch:
-            # M-RoPE ids of the whole batch once (csrc), then sliced with the rows: same as get_rope_index.
+            # M-RoPE ids of the whole batch once (csrc, the original Qwen2.5-VL rule), then sliced with the rows.
             batch["position_ids"], _ = native.mrope_position_ids(
                 batch["input_ids"], batch.get("mm_token_type_ids"), batch.get("image_grid_thw"),
                 batch.get("video_grid_thw"), batch.get("second_per_grid_ts"), batch["attention_mask"],
@@ -212,6 +212,7 @@ class FSDPLearner:
         n_seqs = float((mask_all.sum(1) > 0).sum())
         self.policy.train()
         sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
+        gap_max = torch.zeros((), dtype=torch.float64, device=self.device)
         micro = self._micro_batches(lay)
         for rows, real in micro:
             mb_cpu = microbatch.select(batch, lay, rows)
@@ -239,7 +240,11 @@ class FSDPLearner:
                 loss = loss.detach()
                 gap = torch.zeros((), device=self.device)
                 if "rollout_logp" in mb:
-                    gap = ((logp.detach() - mb["rollout_logp"]).abs() * mask).sum() / mask.sum().clamp_min(1)
+                    # |rollout - learner| log-prob of each loss token, the learner's on the weights that
+                    # sampled it (on-policy): the health of the positional and log-prob agreement.
+                    diff = (logp.detach() - mb["rollout_logp"]).abs() * mask
+                    gap = diff.sum() / mask.sum().clamp_min(1)
+                    gap_max = torch.maximum(gap_max, diff.max().double())
                 part = torch.stack([loss, stats["clip_frac"], stats["approx_kl"], stats["kl"], stats["ratio_mean"],
                                     stats["entropy_mean"], gap.float(), (~torch.isfinite(loss)).float()]).double()
                 weights = torch.tensor([w_agg, w_tok, w_tok, w_agg, w_tok, w_tok, w_tok, 1.0], dtype=torch.float64,
@@ -247,7 +252,9 @@ class FSDPLearner:
                 # 0 * nan is nan: a zero weight must not turn a finite-elsewhere sum into nan
                 sums += torch.where(weights == 0, torch.zeros_like(part), part * weights)
         dist.all_reduce(sums)
+        dist.all_reduce(gap_max, op=dist.ReduceOp.MAX)
         metrics = dict(zip(_SUMS, sums.tolist()))
+        metrics["logp_gap_max"] = float(gap_max)
         nonfinite = metrics.pop("nonfinite") > 0 or not math.isfinite(metrics["loss"])
         grad_norm = float("nan")
         if not nonfinite:
@@ -264,7 +271,8 @@ class FSDPLearner:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         if "rollout_logp" not in batch:
-            metrics.pop("rollout_logp_gap")
+            metrics.pop("logp_gap_mean")
+            metrics.pop("logp_gap_max")
         metrics.update(grad_norm=grad_norm, tokens=n_tokens, sequences=n_seqs, micro_batches=float(len(micro)),
                        lr=self.scheduler.get_last_lr()[0], skipped=float(nonfinite),
                        skipped_total=float(self.skipped), step=float(self.step))

@@ -46,6 +46,9 @@ def _vision(core, batch: dict, run_visual: bool) -> tuple[dict, torch.Tensor | N
 
 def last_hidden(model, batch: dict, run_visual: bool = False) -> torch.Tensor:
     """Last hidden states [B, L, H] of a Qwen2.5-VL ...ForConditionalGeneration `model`."""
+    if "position_ids" not in batch:
+        # transformers would compute its own M-RoPE ids, by a rule the rollout does not use.
+        raise ValueError("last_hidden: the batch has no position_ids (engine.native.mrope_position_ids)")
     core = model.model
     mm_outputs, anchor = _vision(core, batch, run_visual)
     kwargs = {k: batch[k] for k in ("attention_mask", "position_ids", "mm_token_type_ids", "video_grid_thw",

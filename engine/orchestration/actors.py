@@ -5,22 +5,13 @@ Sync group ranks: 0 is learner rank 0 (the sender), 1..N are the rollout workers
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import timedelta
 
 import torch
 
 from engine.config import Config
-
-
-def weights_digest(named_tensors) -> str:
-    """SHA-256 over names and raw bytes of (name, tensor) pairs in name order: equal digests, bit-equal weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(named_tensors, key=lambda kv: kv[0]):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+from engine.rollout.backend import weights_digest
 
 
 def _limit_threads(n: int) -> None:
@@ -123,7 +114,7 @@ class RolloutWorker:
         return self.receiver.receive(self.rollout.backend.load_weights)
 
     def weights_digest(self) -> str:
-        return weights_digest(self.rollout.backend.model.named_parameters())  # the transformers backend
+        return self.rollout.backend.weights_digest()
 
     def weight_version(self) -> int:
         return self.rollout.backend.weight_version

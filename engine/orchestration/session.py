@@ -69,9 +69,9 @@ def build_backend(cfg: Config):
         from engine.model import ensure_tiny
         from engine.rollout.vllm_backend import VLLMBackend
 
-        path = str(cfg.model.path or ensure_tiny(cfg.model.seed))
-        return VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed), AutoTokenizer.from_pretrained(path), \
-            AutoConfig.from_pretrained(path)
+        path = str(cfg.model.path if cfg.model.path not in (None, "tiny") else ensure_tiny(cfg.model.seed))
+        backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed, track_digest=cfg.ray.sync_checksum)
+        return backend, AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
 

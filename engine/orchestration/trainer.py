@@ -22,6 +22,7 @@ from engine.data.dataset import load_rows
 from engine.learner.checkpoint import latest
 from engine.learner.policy import sft_step
 from engine.learner.sft import sft_batch
+from engine.native import mrope_config
 from engine.orchestration.session import PromptStream, Session, build_session, ensure_dataset
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
@@ -31,6 +32,9 @@ from engine.telemetry.phases import PhaseTimer
 from engine.telemetry.report import plot_rewards, summary_table
 
 Log = Callable[[str], None]
+# Above this, rollout and learner log-probs of the same tokens on the same weights disagree for a reason
+# other than float noise (fp32 on the tiny model stays near 1e-6; bf16 engines near 1e-3 .. 1e-2).
+LOGP_GAP_WARN = 1e-2
 
 
 def run_sft(cfg: Config, s: Session, log: Log = print) -> list[float]:
@@ -38,11 +42,12 @@ def run_sft(cfg: Config, s: Session, log: Log = print) -> list[float]:
     optimizer = torch.optim.AdamW(s.model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.optim.weight_decay)
     stream = PromptStream(s.train_rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
+    mrope = mrope_config(s.model.config)
     losses = []
     for step in range(cfg.sft.steps):
         rows = next(stream)
         prompts = [s.rollout.prepare(r) for r in rows]
-        batch = sft_batch(rows, s.records, prompts, s.tokenizer, s.end_id).tensors(pad_id, video_id)
+        batch = sft_batch(rows, s.records, prompts, s.tokenizer, s.end_id, mrope).tensors(pad_id, video_id)
         losses.append(sft_step(s.model, optimizer, batch, cfg.optim.grad_clip))
         if step % 10 == 0 or step == cfg.sft.steps - 1:
             log(f"sft {step + 1}/{cfg.sft.steps} | loss {losses[-1]:.3f}")
@@ -72,7 +77,6 @@ def _policy_ids(cfg: Config) -> tuple[int, int, dict]:
     from transformers import AutoConfig, AutoTokenizer
 
     from engine.model import ensure_tiny
-    from engine.native import mrope_config
 
     path = cfg.model.path if cfg.model.path not in (None, "tiny") else ensure_tiny(cfg.model.seed)
     config = AutoConfig.from_pretrained(path)
@@ -180,6 +184,11 @@ class Trainer:
             metrics_log.write(m)
             history.append(m)
             self.log(metrics_log.progress_line(step, m))
+            gap = m.get("logp_gap_max", 0.0)
+            if gap > LOGP_GAP_WARN and not cfg.trainer.one_step_off:  # one-step-off samples on older weights
+                self.log(f"WARNING: step {step + 1}: logp_gap_max {gap:.2e} > {LOGP_GAP_WARN:g}: the rollout and the "
+                         "learner disagree about the sampled tokens' log-probs on the same weights (positions, "
+                         "dtype, or sampling that is not plain softmax(logits / T))")
         if pool:
             pool.shutdown()
         return history

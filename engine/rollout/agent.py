@@ -197,8 +197,9 @@ class AgentLoop:
             job = lambda: self._tool_response(t, turn_text)  # noqa: E731
         elif gen.stop == TIME_CLOSE:
             job = lambda: self._relook(t, text)  # noqa: E731
-        else:  # a stop the loop did not ask for: treat as end of answer
-            t.finish_reason = "stop"
+        else:  # a sampled placeholder id (engine.rollout.backend): the sample ends, and it is counted
+            t.counters["placeholder_token"] = t.counters.get("placeholder_token", 0) + 1
+            t.finish_reason = "placeholder_token"
             return
         if t.calls > self.cfg.max_turns:
             t.finish_reason = "max_turns"

@@ -3,9 +3,21 @@
 A backend turns prompts (token ids plus the videos they reference, in order) into sampled
 continuations. It never re-tokenises: token ids in, token ids out, with the log-prob of every
 produced token. Weights are replaced in place, never by restarting the engine.
+
+The rules every backend keeps, so that a trajectory means the same whichever backend sampled it:
+
+* A produced token's log-prob is the learner's quantity: log_softmax(logits / T) over the full
+  vocabulary (T = 0 is greedy decoding; its log-probs are then those of T = 1). Nothing is masked or
+  biased: with top_p = 1 that is exactly the distribution sampled from.
+* Stops: a continuation ends at one of the request's stop_token_ids or stop strings (kept at the end
+  of the output), at max_new_tokens, or at a placeholder id (`placeholder_ids`: vision markers and the
+  pad token, which only the engine may insert). A sampled placeholder is cut from the output and
+  reported as `stop`. The model's own end-of-sequence ids from its generation config are *not*
+  stops: the caller says which ids end a turn.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -46,3 +58,60 @@ class Backend(Protocol):
 
     @property
     def weight_version(self) -> int: ...
+
+    def weights_digest(self) -> str: ...
+
+
+def placeholder_ids(config, pad_id: int | None) -> frozenset[int]:
+    """Ids only the engine inserts: vision markers (a sampled <|video_pad|> would misalign the video
+    features) and the pad token. A backend that samples one ends the continuation before it."""
+    ids = {config.video_token_id, config.image_token_id, config.vision_start_token_id,
+           getattr(config, "vision_end_token_id", None), pad_id}
+    return frozenset(i for i in ids if i is not None)
+
+
+def check_params(p: SamplingParams) -> None:
+    """The one validation of SamplingParams, for every backend."""
+    if p.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {p.max_new_tokens}")
+    if not p.temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {p.temperature}")
+    if not 0 < p.top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {p.top_p}")
+    if any(not s for s in p.stop):
+        raise ValueError("stop strings must be non-empty")
+
+
+def tensor_digest(t: torch.Tensor) -> bytes:
+    """BLAKE2b of a tensor's raw bytes (dtype and shape included)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.blake2b(f"{t.dtype}{tuple(t.shape)}".encode(), digest_size=16)
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()
+
+
+def combine_digests(digests: dict[str, bytes]) -> str:
+    """One hex digest over {name: tensor_digest} in name order: equal digests, bit-equal weights."""
+    h = hashlib.sha256()
+    for name in sorted(digests):
+        h.update(name.encode() + b"\0" + digests[name])
+    return h.hexdigest()
+
+
+def checkpoint_name(name: str) -> str:
+    """transformers 5 module path -> the name its save_pretrained writes (the original Qwen layout).
+
+    `named_parameters()` says model.language_model.* / model.visual.*; checkpoints (and so a vLLM
+    engine's startup weights) say model.* / visual.*. vLLM's loader takes either.
+    """
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model."):]
+    if name.startswith("model.visual."):
+        return name[len("model."):]
+    return name
+
+
+def weights_digest(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """combine_digests of (name, tensor) pairs under checkpoint names: comparable between a learner, an HF
+    backend and a vLLM backend."""
+    return combine_digests({checkpoint_name(name): tensor_digest(t) for name, t in named_tensors})

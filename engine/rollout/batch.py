@@ -10,8 +10,8 @@ exactly the ids the backend produced, never re-tokenised text.
   mm_token_type_ids (0 text, 1 image, 2 video),
   pixel_values_videos [sum patches, 1176], video_grid_thw [V, 3], second_per_grid_ts [V]
     (every video of every sample, in sequence order: prompt video first, then observations),
-  position_ids [3, B, L] (M-RoPE, equal to transformers' get_rope_index) when the batch knows its
-    model's `mrope` settings (the rollout sets them).
+  position_ids [3, B, L]: M-RoPE ids by the original Qwen2.5-VL rule (engine.native), always given so
+    the learner never falls back to transformers' own (different) rule; `mrope` holds the model's settings.
 Rewards and advantages live on the samples (`rewards()`, `set_advantages`).
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Sample:
 class RolloutBatch:
     samples: list[Sample]
     group_size: int
-    mrope: dict[str, Any] | None = None  # engine.native.mrope_config(model.config): enables position_ids
+    mrope: dict[str, Any]  # engine.native.mrope_config(model.config): the settings of the position ids
 
     def rewards(self) -> torch.Tensor:
         return torch.tensor([s.reward for s in self.samples], dtype=torch.float32)
@@ -127,8 +127,7 @@ class RolloutBatch:
             out["pixel_values_videos"] = torch.cat([v.pixel_values for v in videos])
             out["video_grid_thw"] = torch.tensor([v.grid_thw for v in videos], dtype=torch.long)
             out["second_per_grid_ts"] = torch.tensor([v.second_per_grid_t for v in videos], dtype=torch.float32)
-        if self.mrope is not None:
-            out["position_ids"], _ = mrope_position_ids(
-                input_ids, types, None, out.get("video_grid_thw"), out.get("second_per_grid_ts"), attention_mask,
-                **self.mrope)
+        out["position_ids"], _ = mrope_position_ids(
+            input_ids, types, None, out.get("video_grid_thw"), out.get("second_per_grid_ts"), attention_mask,
+            **self.mrope)
         return out

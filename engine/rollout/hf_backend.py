@@ -6,8 +6,9 @@ leave the KV cache. Each request samples with its own torch.Generator seeded fro
 so its continuation does not depend on what else shares the batch (up to float non-associativity).
 
 Log-probs: the log-softmax of logits / temperature over the whole vocabulary — the quantity the
-learner recomputes. Sampling itself excludes the vision placeholders (a sampled <|video_pad|> would
-misalign the video features) and applies top-p; those only change what can be drawn.
+learner recomputes, and (with top_p = 1) exactly the distribution sampled from. Placeholder ids
+(engine.rollout.backend.placeholder_ids) are not masked out, since that would change the distribution;
+a sampled one ends the continuation before it, as the vLLM backend does (see backend.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from transformers import DynamicCache
 
 from engine.errors import VideoRequestError
 from engine.native import mrope_config, mrope_position_ids
-from engine.rollout.backend import Generation, Request, SamplingParams
+from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, placeholder_ids,
+                                   weights_digest)
 from engine.rollout.batch import VideoInput
 
 __all__ = ["HFBackend", "Generation", "Request", "SamplingParams"]
@@ -66,9 +68,7 @@ class HFBackend:
         self.image_token_id = c.image_token_id
         self.merge = c.vision_config.spatial_merge_size
         self.mrope = mrope_config(c)
-        # Vision placeholders are the engine's to insert; the pad token is never a real continuation.
-        self.suppressed_ids = sorted({c.video_token_id, c.image_token_id, c.vision_start_token_id,
-                                      c.vision_end_token_id, self.pad_id})
+        self.placeholder_ids = placeholder_ids(c, self.pad_id)
         self._version = 0
 
     # ------------------------------------------------------------------ weights
@@ -89,15 +89,17 @@ class HFBackend:
                 state[name].copy_(tensor)
         self._version = int(version)
 
+    def weights_digest(self) -> str:
+        """engine.rollout.backend.weights_digest of the model's parameters (HF names)."""
+        return weights_digest(self.model.named_parameters())
+
     # ------------------------------------------------------------------ generation
 
     def check(self, req: Request) -> None:
         """Raise VideoRequestError/ValueError when a request cannot be run as given."""
-        p = req.params
         if not req.prompt_ids:
             raise ValueError("request has an empty prompt")
-        if p.max_new_tokens < 1 or p.temperature <= 0 or not 0 < p.top_p <= 1:
-            raise ValueError(f"bad sampling params {p}: need max_new_tokens >= 1, temperature > 0, 0 < top_p <= 1")
+        check_params(req.params)
         runs = _video_runs(req.prompt_ids, self.video_token_id)
         if len(runs) != len(req.videos):
             raise VideoRequestError(f"prompt has {len(runs)} <|video_pad|> runs but {len(req.videos)} videos were given")
@@ -131,7 +133,7 @@ class HFBackend:
         kw = {"input_ids": input_ids, "attention_mask": attention_mask, "mm_token_type_ids": types}
         grids = torch.tensor([v.grid_thw for v in videos], dtype=torch.long) if videos else None
         spg = torch.tensor([v.second_per_grid_t for v in videos], dtype=torch.float32) if videos else None
-        # Our own M-RoPE ids (same as get_rope_index): decode steps then continue from max + 1.
+        # Our own M-RoPE ids (the original rule, engine.native): decode steps then continue from max + 1.
         pos, _ = mrope_position_ids(input_ids, types, None, grids, spg, attention_mask, **self.mrope)
         kw["position_ids"] = pos
         if videos:
@@ -144,11 +146,12 @@ class HFBackend:
         """One token per row from logits [n, V]: (ids, full-vocabulary log-probs at temperature)."""
         device = logits.device
         temps = torch.tensor([r.params.temperature for r in rows], dtype=torch.float32, device=device)[:, None]
-        scaled = logits.float() / temps
+        greedy = temps == 0
+        scaled = logits.float() / torch.where(greedy, 1.0, temps)
         logp = scaled.log_softmax(-1)
-        masked = scaled.clone()
-        masked[:, self.suppressed_ids] = float("-inf")
-        probs = masked.softmax(-1).double()
+        probs = scaled.softmax(-1).double()
+        # Greedy rows: all mass on the first most likely id (the draw below then cannot pick another).
+        probs = torch.where(greedy, torch.zeros_like(probs).scatter(-1, probs.argmax(-1, keepdim=True), 1.0), probs)
         top_p = [r.params.top_p for r in rows]
         if any(p < 1.0 for p in top_p):
             # Nucleus: drop every token outside the smallest most-probable set reaching top_p. The
@@ -169,6 +172,11 @@ class HFBackend:
 
     def _check_stop(self, row: _Row) -> None:
         p, tok = row.params, row.ids[-1]
+        if tok in self.placeholder_ids:  # never part of a continuation: cut it, end the row
+            row.ids.pop()
+            row.logprobs.pop()
+            row.finish_reason, row.stop = "stop", tok
+            return
         if tok in p.stop_token_ids:
             row.finish_reason, row.stop = "stop", tok
             return

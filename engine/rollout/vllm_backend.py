@@ -16,6 +16,11 @@ Implements engine.rollout.backend.Backend. Three vLLM facts shape it:
 
 `n=G`: requests that differ only in seed, with seeds s, s+1, ..., s+G-1, become one vLLM request
 with n=G and seed s — vLLM seeds child i with s+i, so the result equals G separate requests.
+
+Log-probs and stops follow engine.rollout.backend: `logprobs_mode="processed_logprobs"` with no
+logit bias is log_softmax(logits / T) over the full vocabulary (vLLM's "raw" modes are taken before
+temperature); `ignore_eos` leaves the ending of a turn to the request's stop ids, as in the
+transformers backend; placeholder ids are stop ids whose token is cut from the output.
 """
 from __future__ import annotations
 
@@ -30,12 +35,9 @@ from typing import Iterable
 import torch
 
 from engine.errors import ConfigError, VideoRequestError
-from engine.rollout.backend import Generation, Request, SamplingParams
+from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, checkpoint_name, combine_digests,
+                                   tensor_digest)
 from engine.rollout.batch import VideoInput
-
-# Logit bias vLLM clamps to; exp(-100) is ~4e-44, i.e. never sampled and no visible log-prob mass.
-_SUPPRESS_BIAS = -100.0
-
 
 class VthinkWorkerExtension:
     """Methods mixed into every vLLM worker (`worker_extension_cls`), called via `collective_rpc`."""
@@ -94,8 +96,9 @@ def _read_token_ids(model_dir: Path) -> _TokenIds:
                                         "checkpoint") from None
 
 
-def _checkpoint_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
-    """{HF weight name: shape} of the safetensors checkpoint, read from the file headers only."""
+def _checkpoint_shapes(model_dir: Path, digests: dict[str, bytes] | None = None) -> dict[str, tuple[int, ...]]:
+    """{HF weight name: shape} of the safetensors checkpoint, read from the file headers only (and, given a
+    `digests` dict, each tensor's tensor_digest under its transformers name)."""
     from safetensors import safe_open
 
     files = sorted(model_dir.glob("*.safetensors"))
@@ -106,20 +109,9 @@ def _checkpoint_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
         with safe_open(str(f), framework="pt") as st:
             for name in st.keys():
                 shapes[name] = tuple(st.get_slice(name).get_shape())
+                if digests is not None:
+                    digests[checkpoint_name(name)] = tensor_digest(st.get_tensor(name))
     return shapes
-
-
-def _saved_name(name: str) -> str:
-    """transformers 5 module path -> the name its save_pretrained writes (the original Qwen layout).
-
-    `named_parameters()` says model.language_model.* / model.visual.*; checkpoints (and so the
-    engine's startup weights) say model.* / visual.*. vLLM's loader takes either.
-    """
-    if name.startswith("model.language_model."):
-        return "model." + name[len("model.language_model."):]
-    if name.startswith("model.visual."):
-        return name[len("model."):]
-    return name
 
 
 def _video_digest(video: VideoInput) -> str:
@@ -137,7 +129,7 @@ class VLLMBackend:
     def __init__(self, model_path: str | Path, *, dtype: str = "bfloat16", seed: int = 0,
                  gpu_memory_utilization: float = 0.5, max_model_len: int = 8192, max_videos_per_prompt: int = 8,
                  enforce_eager: bool = False, in_process: bool = True, embed_cache_size: int = 64,
-                 **engine_kwargs):
+                 track_digest: bool = False, **engine_kwargs):
         path = Path(model_path).expanduser()
         if not (path / "config.json").is_file():
             raise ConfigError("model.path", f"{str(path)!r} is not a local Hugging Face model directory "
@@ -151,7 +143,10 @@ class VLLMBackend:
         from vllm import LLM  # vLLM is installed only where this backend runs (GPU boxes, .venv-vllm)
 
         self.ids = _read_token_ids(path)
-        self._checkpoint_shapes = _checkpoint_shapes(path)
+        # vLLM fuses and repacks weights, so its own tensors cannot be hashed in the HF layout: with
+        # track_digest, the digest of every tensor the engine was given (at start and by load_weights).
+        self._digests: dict[str, bytes] | None = {} if track_digest else None
+        self._checkpoint_shapes = _checkpoint_shapes(path, self._digests)
         self.llm = LLM(
             model=str(path),
             dtype=dtype,
@@ -164,8 +159,8 @@ class VLLMBackend:
             # uint8 patches and normalises them again inside the vision tower.
             mm_device_do_normalize=False,
             limit_mm_per_prompt={"image": 0, "video": max_videos_per_prompt},
-            # Log-probs of the distribution actually sampled from (after temperature / top-p),
-            # as the transformers backend reports them.
+            # log_softmax(logits / T) of the sampled token: nothing else processes the logits (no
+            # bias, no penalties), and top_p < 1 is refused by the config where it would matter.
             logprobs_mode="processed_logprobs",
             worker_extension_cls=f"{__name__}.VthinkWorkerExtension",
             **engine_kwargs,
@@ -173,9 +168,9 @@ class VLLMBackend:
         self._version = 0
         self._embed_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._embed_cache_size = embed_cache_size
-        # Vision placeholders are the engine's to insert: a sampled one would misalign video features.
         ids = self.ids
-        self._suppressed = sorted({ids.video_pad, ids.image_pad, ids.vision_start, ids.vision_end, ids.pad} - {None})
+        self.placeholder_ids = frozenset({ids.video_pad, ids.image_pad, ids.vision_start, ids.vision_end, ids.pad}
+                                         - {None})
 
     @property
     def weight_version(self) -> int:
@@ -197,7 +192,7 @@ class VLLMBackend:
         for name, tensor in named_tensors:
             if not isinstance(tensor, torch.Tensor):
                 raise TypeError(f"load_weights: {name!r} is a {type(tensor).__name__}, not a tensor")
-            want = self._checkpoint_shapes.get(name, self._checkpoint_shapes.get(_saved_name(name)))
+            want = self._checkpoint_shapes.get(name, self._checkpoint_shapes.get(checkpoint_name(name)))
             if want is None:
                 raise ValueError(f"load_weights: {name!r} is not a weight of this model's checkpoint "
                                  f"(expected Hugging Face names such as {next(iter(self._checkpoint_shapes))!r})")
@@ -205,11 +200,19 @@ class VLLMBackend:
                 raise ValueError(f"load_weights: {name!r} has shape {tuple(tensor.shape)}, the model's is {want}")
             weights.append((name, tensor.detach()))
         self.llm.collective_rpc("vthink_reload_weights", args=(weights,))
+        if self._digests is not None:
+            self._digests.update((checkpoint_name(n), tensor_digest(t)) for n, t in weights)
         # KV blocks and video embeddings computed with the old weights must not be reused.
         self.llm.reset_prefix_cache()
         self.llm.reset_mm_cache()
         self._embed_cache.clear()
         self._version = int(version)
+
+    def weights_digest(self) -> str:
+        """engine.rollout.backend.weights_digest of the weights the engine holds, under transformers names."""
+        if self._digests is None:
+            raise RuntimeError("VLLMBackend.weights_digest needs track_digest=True (ray.sync_checksum=true)")
+        return combine_digests(self._digests)
 
     def param_pointers(self) -> dict[str, int]:
         """Worker 0's parameter storage addresses (vLLM names); equal before/after load_weights = in place."""
@@ -303,14 +306,10 @@ class VLLMBackend:
 
     @staticmethod
     def _check_params(index: int, p: SamplingParams) -> None:
-        if p.max_new_tokens < 1:
-            raise ValueError(f"request {index}: max_new_tokens must be >= 1, got {p.max_new_tokens}")
-        if p.temperature < 0:
-            raise ValueError(f"request {index}: temperature must be >= 0 (0 = greedy), got {p.temperature}")
-        if not 0 < p.top_p <= 1:
-            raise ValueError(f"request {index}: top_p must be in (0, 1], got {p.top_p}")
-        if any(not s for s in p.stop):
-            raise ValueError(f"request {index}: stop strings must be non-empty")
+        try:
+            check_params(p)
+        except ValueError as e:
+            raise ValueError(f"request {index}: {e}") from None
 
     def _embed_missing(self, requests: list[Request], digests: list[list[str]]) -> None:
         """Run the engine's vision tower once per distinct video not yet cached (one RPC for all)."""
@@ -344,7 +343,6 @@ class VLLMBackend:
     def _sampling_params(self, p: SamplingParams, n: int):
         from vllm import SamplingParams as VSamplingParams
 
-        stop_ids = set(p.stop_token_ids)
         return VSamplingParams(
             n=n,
             temperature=p.temperature,
@@ -352,16 +350,17 @@ class VLLMBackend:
             max_tokens=p.max_new_tokens,
             seed=p.seed,
             stop=list(p.stop) or None,
-            stop_token_ids=list(p.stop_token_ids) or None,
+            stop_token_ids=sorted(set(p.stop_token_ids) | self.placeholder_ids),
+            ignore_eos=True,
             include_stop_str_in_output=True,
             logprobs=0,  # the sampled token's own log-prob only
-            logit_bias={t: _SUPPRESS_BIAS for t in self._suppressed if t not in stop_ids},
         )
 
-    @staticmethod
-    def _generation(completion) -> Generation:
+    def _generation(self, completion) -> Generation:
         ids = list(completion.token_ids)
         logprobs = [float(step[tok].logprob) for tok, step in zip(ids, completion.logprobs)]
+        if completion.finish_reason == "stop" and ids and ids[-1] in self.placeholder_ids:
+            return Generation(token_ids=ids[:-1], logprobs=logprobs[:-1], finish_reason="stop", stop=ids[-1])
         finish = completion.finish_reason
         if finish not in ("stop", "length"):
             raise RuntimeError(f"vLLM ended a request with finish_reason={finish!r}")

@@ -54,6 +54,8 @@ class MetricsLog:
         for key, label in (("reward_mean", "reward"), ("accuracy", "acc"), ("format", "fmt"), ("loss", "loss"), ("kl", "kl")):
             if key in metrics:
                 parts.append(f"{label} {metrics[key]:.3f}")
+        if "logp_gap_max" in metrics:
+            parts.append(f"gap {metrics['logp_gap_max']:.1e}")
         if "tokens_per_s" in metrics:
             parts.append(f"{metrics['tokens_per_s']:.1f} tok/s")
         parts.append(f"eta {int(eta) // 60}:{int(eta) % 60:02d}")

@@ -4,7 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 SUMMARY_KEYS = ("reward_mean", "accuracy", "format", "response_len", "tool_calls", "kl", "clip_frac", "entropy",
-                "grad_norm", "tokens_per_s")
+                "grad_norm", "tokens_per_s", "logp_gap_mean", "logp_gap_max")
+LOWER_IS_BETTER = frozenset({"kl", "logp_gap_mean", "logp_gap_max"})
+
+
+def _num(v: float) -> str:
+    return f"{v:>10.2e}" if v != 0 and abs(v) < 1e-2 else f"{v:>10.3f}"
 
 
 def summary_table(history: list[dict]) -> str:
@@ -13,8 +18,8 @@ def summary_table(history: list[dict]) -> str:
     for key in SUMMARY_KEYS:
         values = [m[key] for m in history if isinstance(m.get(key), (int, float))]
         if values:
-            best = min(values) if key == "kl" else max(values)
-            rows.append(f"{key:<14}{values[0]:>10.3f}{values[-1]:>10.3f}{best:>10.3f}")
+            best = min(values) if key in LOWER_IS_BETTER else max(values)
+            rows.append(f"{key:<14}{_num(values[0])}{_num(values[-1])}{_num(best)}")
     return "\n".join(rows)
 
 

@@ -23,6 +23,7 @@ from engine.model import load_policy
 from kernels.grpo_loss.config import GRPOConfig
 from kernels.grpo_loss.reference import grpo_loss_reference
 from learner_testlib import build_batch, free_port, real_clips
+from tests.native.mrope_original import original_rope_config, original_rope_index
 
 WORLD = 2
 BASE = ["optim.lr=1e-3", "optim.weight_decay=0.01", "optim.grad_clip=0.5", "optim.warmup_steps=3",
@@ -129,10 +130,14 @@ def _spawn(scenario, data, out):
 
 
 def _reference_logprobs(model, batch):
-    """Full-logits log-probs and entropies [B, L] (0 off the shifted loss mask), transformers' own positions."""
+    """Full-logits log-probs and entropies [B, L] (0 off the shifted loss mask), at the positions of the
+    original Qwen2.5-VL M-RoPE rule (an independent transcription, not engine.native)."""
     keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw",
             "second_per_grid_ts")
-    logits = model(**{k: batch[k] for k in keys}).logits.float()
+    pos, _ = original_rope_index(batch["input_ids"], None, batch.get("video_grid_thw"),
+                                 batch.get("second_per_grid_ts"), batch["attention_mask"],
+                                 **original_rope_config(model.config))
+    logits = model(**{k: batch[k] for k in keys}, position_ids=pos).logits.float()
     logsm = logits.log_softmax(-1)
     picked = logsm[:, :-1].gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     ent = -(logsm.exp() * logsm).sum(-1)[:, :-1]

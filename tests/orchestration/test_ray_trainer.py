@@ -56,6 +56,8 @@ def test_steps_train_sync_and_resume_equal(cfg, cluster, tmp_path):
     assert after != before and workers == [after, after]  # updated, and the rollout has exactly those weights
     for m in history:
         assert m["tokens"] > 0 and m["micro_batches"] >= 1 and 0 <= m["reward_mean"] <= 2
+        # Rollout (HF backend, fp32) and learner (FSDP, kernels) agree on every sampled token's log-prob.
+        assert 0 <= m["logp_gap_mean"] <= m["logp_gap_max"] <= 1e-3, (m["logp_gap_mean"], m["logp_gap_max"])
 
     # A checkpoint was written after step 2; resuming from it replays step 3 exactly.
     resumed = Trainer(cfg, cluster, log=lambda _: None)

@@ -11,6 +11,7 @@ from engine.rollout.backend import SamplingParams
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.seeds import SeedTable
 from engine.tools import Observation, ToolCall, default_registry, inline_video_token_ids, observation_token_ids
+from tests.native.mrope_original import original_rope_config, original_rope_index
 
 BASE = 11
 ANSWER = "<time>00:01-00:03</time> <caption>a shape</caption> <think>it moves</think>\n<answer>A</answer><|im_end|>"
@@ -68,13 +69,12 @@ def test_tool_round_trip_exact_ids_masks_positions(session):
     (ev,) = s.tool_trace
     assert ev.name == "frame_zoom" and ev.ok and ev.arguments == {"start": 1, "end": 3} and ev.seconds > 0
     assert ev.visual_tokens == sum(1 for t in obs_ids if t == session.model.config.video_token_id)
-    # The learner tensors: mask aligned, and M-RoPE ids equal transformers' get_rope_index.
+    # The learner tensors: mask aligned, and M-RoPE ids equal the original Qwen2.5-VL rule.
     T = batch.tensors(tok.pad_token_id, session.model.config.video_token_id)
     p = len(s.prompt_ids)
     assert T["loss_mask"][0, p : p + len(want)].tolist() == s.response_mask
-    ref, _ = session.model.model.get_rope_index(
-        T["input_ids"], mm_token_type_ids=T["mm_token_type_ids"], video_grid_thw=T["video_grid_thw"],
-        second_per_grid_ts=T["second_per_grid_ts"], attention_mask=T["attention_mask"])
+    ref, _ = original_rope_index(T["input_ids"], None, T["video_grid_thw"], T["second_per_grid_ts"],
+                                 T["attention_mask"], **original_rope_config(session.model.config))
     m = T["attention_mask"].bool()
     assert torch.equal(T["position_ids"][:, m], ref[:, m])
     # The observation video's temporal positions follow its own timestamps (not the prompt's).

@@ -14,6 +14,7 @@ from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import SeedTable
 from engine.tools import default_registry
+from tests.native.mrope_original import original_rope_config, original_rope_index
 
 
 def test_agent_mode_from_config_runs_on_the_tiny_model(session, rollout_cfg):
@@ -57,14 +58,11 @@ def test_real_turn_after_real_observation_matches_learner_logprobs(session):
         real[i, p + obs_end : p + len(x.response_ids)] = True
     assert real.sum() > 0
     assert torch.allclose(ref[real], T["rollout_logp"][real], atol=1e-4)
-    # The batch's own M-RoPE ids, passed to the model, give the hidden states it computes itself.
-    keys = ("input_ids", "attention_mask", "mm_token_type_ids", "video_grid_thw", "second_per_grid_ts")
-    inputs = {k: T[k] for k in keys} | {"pixel_values_videos": T["pixel_values_videos"]}
-    with torch.no_grad():
-        own = s.model.model(**inputs).last_hidden_state
-        given = s.model.model(**inputs, position_ids=T["position_ids"]).last_hidden_state
+    # The batch's M-RoPE ids are the original Qwen2.5-VL rule's, also after the mid-context video.
+    want, _ = original_rope_index(T["input_ids"], None, T["video_grid_thw"], T["second_per_grid_ts"],
+                                  T["attention_mask"], **original_rope_config(s.model.config))
     m = T["attention_mask"].bool()
-    assert torch.allclose(own[m], given[m], atol=1e-5)
+    assert torch.equal(T["position_ids"][:, m], want[:, m])
     assert json.dumps([e.arguments for x in batch.samples for e in x.tool_trace])
 
 

@@ -25,7 +25,7 @@ def test_logprobs_match_a_full_forward(session, prompts):
     be = HFBackend(session.model, session.tokenizer)
     gens = be.generate([req(prompts[0], seed=1, temperature=0.7), req(prompts[1], seed=2, temperature=0.7)])
     samples = [Sample(i, "r", p.prompt_ids, g.token_ids, g.logprobs, p.video) for i, (p, g) in enumerate(zip(prompts, gens))]
-    T = RolloutBatch(samples, 1).tensors(session.tokenizer.pad_token_id, session.model.config.video_token_id)
+    T = RolloutBatch(samples, 1, session.rollout.mrope).tensors(session.tokenizer.pad_token_id, session.model.config.video_token_id)
     with torch.no_grad():
         ref = token_logprobs(session.model, T, temperature=0.7)
     m = T["loss_mask"].bool()
@@ -69,16 +69,20 @@ def test_top_p_tiny_is_greedy(session, prompts):
         assert be.generate([req(prompts[1], max_new_tokens=8, top_p=1e-6, seed=seed)])[0].token_ids == g.token_ids
 
 
-def test_vision_placeholders_are_never_sampled(session, prompts):
+def test_a_sampled_placeholder_ends_the_continuation_before_it(session, prompts):
+    # Placeholders are not masked out of the distribution (that would change the log-probs); a sampled
+    # one ends the continuation, cut from the output.
     model = copy.deepcopy(session.model)
     pad = model.config.video_token_id
     with torch.no_grad():  # make <|video_pad|> overwhelmingly likely
         model.lm_head.weight[pad] = model.lm_head.weight.abs().max() * 50 * torch.sign(torch.randn(model.lm_head.weight.shape[1]))
     be = HFBackend(model, session.tokenizer)
-    forbidden = set(be.suppressed_ids)
+    assert {pad, session.tokenizer.pad_token_id} <= be.placeholder_ids
     for seed in range(3):
         g = be.generate([req(prompts[0], seed=seed)])[0]
-        assert not forbidden & set(g.token_ids)
+        assert not be.placeholder_ids & set(g.token_ids)
+        assert g.finish_reason == "stop" and g.stop in be.placeholder_ids
+        assert len(g.logprobs) == len(g.token_ids)
 
 
 def test_load_weights_in_place(session):
