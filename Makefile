@@ -1,8 +1,8 @@
-# `make demo` and `make test` each create (or reuse) the local virtualenv .venv, then run.
+# `make demo` (the learning proof, configs/tiny_agent_cpu.yaml) and `make test` each create (or reuse) the local virtualenv .venv, then run.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-CONFIG ?= configs/tiny_cpu.yaml
+CONFIG ?= configs/tiny_agent_cpu.yaml
 
 .PHONY: install demo test test-vllm clean
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vthink train $(CONFIG)
+	$(VENV)/bin/vthink demo $(CONFIG)
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider

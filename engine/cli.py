@@ -1,4 +1,4 @@
-"""The `vthink` command: train, sft, eval, make-data (a YAML config plus key=value overrides), bench and view."""
+"""The `vthink` command: train, sft, eval, synth, demo, make-data (a YAML config plus key=value overrides), bench and view."""
 from __future__ import annotations
 
 import argparse
@@ -46,9 +46,35 @@ def cmd_sft(cfg) -> int:
 
 
 def cmd_eval(cfg) -> int:
-    from engine.orchestration.trainer import evaluate
+    from engine.orchestration.evaluation import evaluate_session
+    from engine.orchestration.session import build_session
 
-    print(json.dumps(evaluate(cfg)))
+    result = evaluate_session(cfg, build_session(cfg), tool_gate=cfg.rollout.tool_gate)
+    out = Path(cfg.trainer.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def cmd_synth(cfg) -> int:
+    from engine.data.dataset import load_rows, load_videos
+    from engine.orchestration.session import ensure_dataset
+    from engine.synth import synthesize
+
+    root = ensure_dataset(cfg.data)
+    out = Path(cfg.trainer.output_dir) / "synth" / "trajectories.jsonl"
+    _, report = synthesize(cfg, load_rows(root / "train.jsonl"), load_videos(root), out)
+    print(json.dumps(report.to_json()))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(cfg) -> int:
+    from engine.orchestration.demo import run_demo
+
+    run_demo(cfg)
     return 0
 
 
@@ -58,7 +84,8 @@ def cmd_make_data(cfg) -> int:
     d = cfg.data
     paths = make_dataset(
         Path(d.dir), num_videos=d.num_videos, seed=d.seed, codec=d.codec,
-        width=d.width, height=d.height, fps=d.fps, duration_s=d.duration_s,
+        width=d.width, height=d.height, fps=d.fps, duration_s=d.duration_s, task=d.task,
+        eval_fraction=d.eval_fraction,
     )
     print(f"wrote {d.num_videos} {d.codec} videos and their questions to {paths.dir}")
     return 0
@@ -98,6 +125,10 @@ COMMANDS = {
                          "weights sync every step (optional SFT warm-up first; --resume continues a run)"),
     "sft": (cmd_sft, "supervised fine-tuning on ground-truth reasoning traces (sft.steps steps); saves <output_dir>/sft"),
     "eval": (cmd_eval, "accuracy and format reward of model.path (or the tiny model) on the held-out split"),
+    "synth": (cmd_synth, "VideoThinker trajectory synthesis in caption space, grounded to video; writes "
+                         "<output_dir>/synth/trajectories.jsonl"),
+    "demo": (cmd_demo, "the learning proof: fresh data, base eval, synthesis, SFT, eval, GRPO, eval, ablations; "
+                       "writes <output_dir>/demo.json"),
     "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir"),
 }
 

@@ -19,6 +19,8 @@ from engine.errors import ConfigError
 from engine.learner.options import LearnerConfig
 
 Dtype = Literal["float32", "bfloat16", "float16"]
+ToolName = Literal["frame_zoom", "spatial_zoom", "clip_retrieval"]
+TOOL_NAMES: tuple[str, ...] = typing.get_args(ToolName)
 
 
 @dataclass
@@ -38,6 +40,8 @@ class DataConfig:
     fps: float = 8.0
     duration_s: float = 8.0
     seed: int = 0
+    task: Literal["shapes", "flash"] = "shapes"  # engine/data/synthetic.py (shapes) or engine/data/flash.py
+    eval_fraction: float = 0.25  # of the videos, held out for evaluation
 
 
 @dataclass
@@ -66,6 +70,9 @@ class RolloutConfig:
     max_turns: int = 4  # observations (tool responses + re-looks) per sample
     max_total_tokens: int | None = None  # model tokens per trajectory; None = max_new_tokens * (max_turns + 1)
     max_visual_tokens: int = 4096  # visual tokens observations may inject per trajectory
+    tools: list[ToolName] = field(default_factory=lambda: list(TOOL_NAMES))  # offered in agent mode
+    # `vthink eval`, agent mode: answer directly when exp(mean answer-token log-prob) >= tool_gate, else use tools
+    tool_gate: float | None = None
     tool_workers: int = 4  # threads running tool calls under generation; 0 = inline (serialised)
 
 
@@ -105,6 +112,19 @@ class SFTConfig:
     steps: int = 0  # supervised warm-up steps on ground-truth reasoning traces before GRPO
     lr: float = 1e-5
     batch_size: int = 8
+    key_weight: float = 1.0  # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)
+
+
+@dataclass
+class SynthConfig:
+    """`vthink synth`: caption-space trajectory synthesis (engine/synth)."""
+
+    agent: Literal["scripted", "openai"] = "scripted"  # the seeded planner, or a chat model over HTTP
+    samples_per_question: int = 4  # K trajectories at most per question; the first correct one is kept
+    temperature: float = 0.7
+    seed: int = 0
+    base_url: str = "http://127.0.0.1:8000/v1"  # agent "openai": an OpenAI-compatible endpoint (vllm serve)
+    model: str = "default"
 
 
 @dataclass
@@ -139,6 +159,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -154,6 +175,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.height": (lambda v: v >= 16 and v % 2 == 0, "an even integer >= 16"),
     "data.fps": (lambda v: v > 0, "a number > 0"),
     "data.duration_s": (lambda v: v > 0, "a number > 0"),
+    "data.eval_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "video.fps": (lambda v: v > 0, "a number > 0"),
     "video.min_frames": (lambda v: v >= 1, "an integer >= 1"),
     "video.max_pixels": (lambda v: v >= 28 * 28, "an integer >= 784 (one 28x28 patch group)"),
@@ -167,6 +189,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "rollout.max_total_tokens": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "rollout.max_visual_tokens": (lambda v: v >= 0, "an integer >= 0"),
     "rollout.tool_workers": (lambda v: 0 <= v <= 256, "an integer in [0, 256]"),
+    "rollout.tool_gate": (lambda v: v is None or 0 <= v <= 1, "null or a number in [0, 1]"),
     "reward.tool_weight": (lambda v: v >= 0, "a number >= 0"),
     "reward.numeric_tolerance": (lambda v: v >= 0, "a number >= 0"),
     "algo.dynamic_sampling_max_rounds": (lambda v: v >= 1, "an integer >= 1"),
@@ -183,6 +206,9 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "sft.steps": (lambda v: v >= 0, "an integer >= 0"),
     "sft.lr": (lambda v: v > 0, "a number > 0"),
     "sft.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "sft.key_weight": (lambda v: v > 0, "a number > 0"),
+    "synth.samples_per_question": (lambda v: v >= 1, "an integer >= 1"),
+    "synth.temperature": (lambda v: v >= 0, "a number >= 0"),
     "trainer.steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.prompts_per_step": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.eval_every": (lambda v: v >= 0, "an integer >= 0"),
@@ -197,6 +223,8 @@ _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -215,6 +243,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, option)
             except ConfigError:
                 pass
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(tp)
+            return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
     elif origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -282,6 +314,10 @@ def validate(cfg: Config) -> Config:
         why = "learner.old_logp=rollout" if cfg.learner.old_logp == "rollout" else "trainer.one_step_off=true"
         raise ConfigError("rollout.top_p", f"must be 1 with {why}: the ratio uses the rollout's log-probs, which "
                                            f"are then those of a truncated distribution; got {cfg.rollout.top_p}")
+    if cfg.rollout.mode == "agent" and not cfg.rollout.tools:
+        raise ConfigError("rollout.tools", "agent mode needs at least one tool")
+    if len(set(cfg.rollout.tools)) != len(cfg.rollout.tools):
+        raise ConfigError("rollout.tools", f"names a tool twice: {cfg.rollout.tools}")
     if cfg.video.max_frames < cfg.video.min_frames:
         raise ConfigError(
             "video.max_frames", f"expected >= video.min_frames ({cfg.video.min_frames}), got {cfg.video.max_frames}"

@@ -27,3 +27,7 @@ class ToolCallError(VthinkError, ValueError):
 
 class WeightSyncError(VthinkError):
     """A weight sync could not be set up or completed, or its data failed verification."""
+
+
+class SynthError(VthinkError, RuntimeError):
+    """Trajectory synthesis failed: a chat model endpoint could not be reached or gave an unusable answer."""

@@ -12,7 +12,7 @@ from engine.errors import VthinkError
 
 QA_KINDS = ("mcq", "grounding")
 SPLITS = ("train", "eval")
-EVENT_KINDS = ("appear", "move", "change_colour")
+EVENT_KINDS = ("appear", "move", "change_colour", "flash")
 _SPAN = re.compile(r"(\d{2,}):(\d{2})-(\d{2,}):(\d{2})")
 
 
@@ -75,6 +75,7 @@ class Event:
                    reaching it at end_s.
     move:          the shape slides from x_from to x_to, linearly in time over [start_s, end_s].
     change_colour: at start_s the shape's colour switches from from_colour to colour (end_s == start_s).
+    flash:         the whole scene is filled with `colour` over [start_s, end_s) (shape "screen").
     """
 
     kind: str

@@ -42,6 +42,7 @@ NUM_LANES = 3  # each shape keeps its own horizontal lane, so shapes never overl
 MAX_OBJECTS = NUM_LANES
 BACKGROUND = (32, 32, 32)
 LETTERS = "ABCD"
+TASKS = ("shapes", "flash")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,11 @@ def expected_frame(record: VideoRecord, frame_index: int) -> np.ndarray:
     w, h = record.width, record.height
     frame = np.empty((h, w, 3), dtype=np.uint8)
     frame[:] = BACKGROUND
-    for s in scene_at(record, frame_index / record.fps):
+    t = frame_index / record.fps
+    for ev in record.events:
+        if ev.kind == "flash" and ev.start_s <= t + 1e-9 < ev.end_s:
+            frame[:_scene_height(h)] = COLOURS[ev.colour]
+    for s in scene_at(record, t):
         x0, y0, x1, y1 = s.bbox
         if x1 <= x0 or y1 <= y0:
             continue
@@ -377,8 +382,11 @@ def _check_args(num_videos: int, seed: int, codec: str, width: int, height: int,
 def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0, codec: str = "h264",
                  width: int = 160, height: int = 120, fps: float = 8.0, duration_s: float = 8.0,
                  eval_fraction: float = 0.25, progress: Callable[[int, int, VideoRecord], None] | None = None,
-                 verbose: bool = False) -> DatasetPaths:
+                 verbose: bool = False, task: str = "shapes") -> DatasetPaths:
     """Render `num_videos` clips into out_dir/videos/ and write videos.jsonl, train.jsonl and eval.jsonl.
+
+    task "shapes": coloured shapes that appear, move and change colour, with MCQ and grounding questions;
+    task "flash": engine/data/flash.py (the learning demo's task), colours balanced within each split.
 
     The frame count is round(duration_s * fps); duration_s in the records is that count / fps, and fps is the
     nearest fraction with denominator <= 1001 (what the container stores: 29.97 stays 2997/100). Splits are by
@@ -392,17 +400,28 @@ def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0,
     n_eval = min(num_videos, round(num_videos * eval_fraction))
     eval_ids = {int(i) for i in np.random.default_rng(np.random.SeedSequence([seed, 2**31])).permutation(num_videos)[:n_eval]}
 
+    if task not in TASKS:
+        raise ConfigError("task", f"must be one of {TASKS}, got {task!r}")
+    if task == "flash":
+        from engine.data import flash
+
+        colours = flash.balanced_colours(sorted(eval_ids), seed, 1)
+        colours |= flash.balanced_colours(sorted(set(range(num_videos)) - eval_ids), seed, 0)
     records: list[VideoRecord] = []
     rows: dict[str, list[QARow]] = {"train": [], "eval": []}
     for i in range(num_videos):
         vid = f"s{seed}-v{i:04d}"
         path = root / "videos" / f"{vid}{CODECS[codec].ext}"
-        rec = plan_video(vid, path, seed, i, codec, width, height, fps, num_frames)
-        render_video(rec)
         split = "eval" if i in eval_ids else "train"
-        # Questions get their own stream so changing them never changes the videos.
-        q_rng = np.random.default_rng(np.random.SeedSequence([seed, i, 1]))
-        rows[split].extend(make_questions(rec, split, q_rng))
+        if task == "flash":
+            rec = flash.plan_flash_video(vid, path, seed, i, colours[i], codec, width, height, fps, num_frames)
+            questions = flash.flash_questions(rec, split)
+        else:
+            rec = plan_video(vid, path, seed, i, codec, width, height, fps, num_frames)
+            # Questions get their own stream so changing them never changes the videos.
+            questions = make_questions(rec, split, np.random.default_rng(np.random.SeedSequence([seed, i, 1])))
+        render_video(rec)
+        rows[split].extend(questions)
         records.append(rec)
         if progress is not None:
             progress(i, num_videos, rec)

@@ -1,8 +1,22 @@
-"""Supervised warm-up on ground-truth reasoning traces in the Video-Thinker format."""
+"""Supervised batches: Video-Thinker traces from ground truth, and synthesized multi-turn agent trajectories.
+
+Trajectories are replayed through the real agent loop (`TeacherBackend` "samples" the given assistant
+turns; the real tools run and inject their observations), so an SFT sequence is token for token what
+a rollout of the same turns would be: same turn markers, same frames, same positions. The loss covers
+the model's turns only; tokens inside <answer>, <caption> and <tool_call> weigh
+`key_weight` times more, so the one answer letter and the call arguments are not drowned by the prose.
+"""
 from __future__ import annotations
 
+import torch
+
 from engine.data.schema import format_span
+from engine.rollout.agent import AgentLoop, Episode
+from engine.rollout.backend import Generation, Request, SamplingParams
 from engine.rollout.batch import RolloutBatch, Sample
+from engine.rollout.seeds import SeedTable
+
+KEY_TAGS = (("<answer>", "</answer>"), ("<tool_call>", "</tool_call>"), ("<caption>", "</caption>"))
 
 
 def target_response(row, record) -> str:
@@ -26,3 +40,65 @@ def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict) -> R
         ids = tokenizer(target_response(row, records[row.video_id]), add_special_tokens=False)["input_ids"] + [end_id]
         samples.append(Sample(i, row.id, req.prompt_ids, ids, [0.0] * len(ids), req.video))
     return RolloutBatch(samples=samples, group_size=1, mrope=mrope)
+
+
+class TeacherBackend:
+    """A backend that "samples" given text: `script[seed]` is the assistant turn for the call with that seed.
+
+    A turn ends on the request's stop string when its text ends with one (a tool call), else with the
+    end-of-turn token appended, as a model ending its answer would.
+    """
+
+    def __init__(self, tokenizer, end_id: int, script: dict[int, str]):
+        self.tok, self.end_id, self.script = tokenizer, end_id, script
+        self.weight_version = 0
+
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        out = []
+        for r in requests:
+            text = self.script[r.params.seed]
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            stop = next((s for s in r.params.stop if text.endswith(s)), None)
+            if stop is None:
+                ids, stop = ids + [self.end_id], self.end_id
+            out.append(Generation(ids, [0.0] * len(ids), "stop", stop))
+        return out
+
+
+def trajectory_batch(rows, trajectories: list[list[dict]], rollout, tokenizer, end_id: int,
+                     key_weight: float = 1.0) -> tuple[dict[str, torch.Tensor], int]:
+    """Learner tensors of `trajectories` (grounded turns, engine/synth) for `rows`, replayed through `rollout`'s
+    agent loop and tools. Returns (tensors with a weighted loss_mask, trajectories that diverged from their
+    script and were left out)."""
+    seeds = SeedTable(0, len(rows), 1, rollout.loop_cfg.max_turns)
+    script, episodes, wanted = {}, [], []
+    for p, (row, turns) in enumerate(zip(rows, trajectories)):
+        texts = [t["text"] for t in turns if t["role"] == "assistant"]
+        script.update((seeds(p, 0, k), text) for k, text in enumerate(texts))
+        prompt = rollout.prepare(row)
+        episodes.append(Episode(p, 0, p, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx))
+        wanted.append(len(texts))
+    loop = AgentLoop(TeacherBackend(tokenizer, end_id, script), tokenizer, rollout.loop_cfg,
+                     merge_size=rollout.merge_size, registry=rollout.registry)
+    samples, _ = loop.run(episodes, SamplingParams(max_new_tokens=10**6), seeds)
+    # A replay that did not end as scripted (a tool failed, a budget ran out) is not a demonstration.
+    kept = [s for s, n in zip(samples, wanted) if s.finish_reason == "stop" and s.turns == n and not s.counters]
+    if not kept:
+        raise ValueError("no trajectory replayed as scripted; check the rollout budgets (max_turns, tokens)")
+    tensors = RolloutBatch(kept, 1, rollout.mrope).tensors(tokenizer.pad_token_id, rollout.video_pad_id)
+    tensors["loss_mask"] = weight_key_spans(tensors["input_ids"], tensors["loss_mask"], tokenizer, key_weight)
+    return tensors, len(samples) - len(kept)
+
+
+def weight_key_spans(input_ids: torch.Tensor, loss_mask: torch.Tensor, tokenizer, key_weight: float) -> torch.Tensor:
+    """loss_mask with every model token from an opening key tag through its closing tag weighted key_weight."""
+    if key_weight == 1.0:
+        return loss_mask
+    ids = tokenizer.convert_tokens_to_ids
+    weights = loss_mask.clone()
+    for open_tag, close_tag in KEY_TAGS:
+        o, c = ids(open_tag), ids(close_tag)
+        opened = torch.cumsum((input_ids == o).long(), 1) - torch.cumsum((input_ids == c).long(), 1)
+        inside = (opened > 0) | (input_ids == c)
+        weights = torch.where(inside & (loss_mask > 0), loss_mask * key_weight, weights)
+    return weights

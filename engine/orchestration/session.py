@@ -28,7 +28,8 @@ def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
         make_dataset(
             root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec,
-            width=cfg.width, height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s,
+            width=cfg.width, height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s, task=cfg.task,
+            eval_fraction=cfg.eval_fraction,
         )
     return root
 
@@ -93,7 +94,10 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     if agent:
         from engine.tools import CaptionClipIndex, default_registry
 
-        registry = default_registry(CaptionClipIndex(records))
+        from engine.tools import ToolRegistry
+
+        offered = default_registry(CaptionClipIndex(records))
+        registry = ToolRegistry([offered.get(name) for name in r.tools])
     merge = model_config.vision_config.spatial_merge_size
     return GroupedRollout(backend, tokenizer, service, policy, merge, loop, registry, r.mode,
                           mrope=mrope_config(model_config), relook_frames=r.relook_frames)

@@ -21,8 +21,9 @@ from engine.config import Config
 from engine.data.dataset import load_rows
 from engine.learner.checkpoint import latest
 from engine.learner.policy import sft_step
-from engine.learner.sft import sft_batch
+from engine.learner.sft import sft_batch, trajectory_batch
 from engine.native import mrope_config
+from engine.orchestration.evaluation import scored_samples, summarise
 from engine.orchestration.session import PromptStream, Session, build_session, ensure_dataset
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
@@ -37,19 +38,26 @@ Log = Callable[[str], None]
 LOGP_GAP_WARN = 1e-2
 
 
-def run_sft(cfg: Config, s: Session, log: Log = print) -> list[float]:
-    """Supervised warm-up on ground-truth traces so GRPO starts from a policy that knows the format."""
+def run_sft(cfg: Config, s: Session, log: Log = print, trajectories: dict[str, list[dict]] | None = None
+            ) -> list[float]:
+    """Supervised warm-up. With `trajectories` ({row id: grounded turns}, engine/synth) each row's
+    trajectory is replayed through the agent loop; without, the ground-truth Video-Thinker traces."""
     optimizer = torch.optim.AdamW(s.model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.optim.weight_decay)
-    stream = PromptStream(s.train_rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
+    rows = s.train_rows if trajectories is None else [r for r in s.train_rows if r.id in trajectories]
+    stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
     mrope = mrope_config(s.model.config)
     losses = []
     for step in range(cfg.sft.steps):
-        rows = next(stream)
-        prompts = [s.rollout.prepare(r) for r in rows]
-        batch = sft_batch(rows, s.records, prompts, s.tokenizer, s.end_id, mrope).tensors(pad_id, video_id)
+        batch_rows = next(stream)
+        if trajectories is None:
+            prompts = [s.rollout.prepare(r) for r in batch_rows]
+            batch = sft_batch(batch_rows, s.records, prompts, s.tokenizer, s.end_id, mrope).tensors(pad_id, video_id)
+        else:
+            batch, _ = trajectory_batch(batch_rows, [trajectories[r.id] for r in batch_rows], s.rollout, s.tokenizer,
+                                        s.end_id, cfg.sft.key_weight)
         losses.append(sft_step(s.model, optimizer, batch, cfg.optim.grad_clip))
-        if step % 10 == 0 or step == cfg.sft.steps - 1:
+        if step % 25 == 0 or step == cfg.sft.steps - 1:
             log(f"sft {step + 1}/{cfg.sft.steps} | loss {losses[-1]:.3f}")
     return losses
 
@@ -178,7 +186,7 @@ class Trainer:
             m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
             self.step += 1
             if cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0 and self.step < until:
-                m.update({f"eval_{k}": v for k, v in self.evaluate().items()})
+                m.update({f"eval_{k}": v for k, v in self.evaluate().items() if isinstance(v, (int, float))})
             if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
                 self.checkpoint()
             metrics_log.write(m)
@@ -194,12 +202,9 @@ class Trainer:
         return history
 
     def evaluate(self) -> dict:
-        """One sample per held-out question with the current weights: mean accuracy and format reward."""
-        batch, _ = self.cluster.rollout(self.eval_rows, 1, self.sampling(-1))
-        rewards = score(self.cfg, batch, {r.id: r for r in self.eval_rows})
-        n = max(1, len(rewards))
-        return {"questions": len(rewards), "accuracy": sum(r.accuracy for r in rewards) / n,
-                "format": sum(r.format for r in rewards) / n}
+        """Greedy answers to every held-out question with the current weights (engine/orchestration/evaluation.py)."""
+        batch, stats = self.cluster.rollout(self.eval_rows, 1, replace(self.sampling(-1), temperature=0.0))
+        return summarise(scored_samples(self.cfg, batch.samples, {r.id: r for r in self.eval_rows}), stats.failed_prompts)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -263,18 +268,3 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         return history
     finally:
         cluster.shutdown()
-
-
-def evaluate(cfg: Config, log: Log = print, session: Session | None = None) -> dict:
-    """Single-process evaluation of cfg.model.path: one sample per held-out question."""
-    s = session or build_session(cfg, log)
-    s.model.eval()
-    by_id = {r.id: r for r in s.eval_rows}
-    params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, cfg.trainer.seed)
-    batch, _ = s.rollout.run(s.eval_rows, 1, params)
-    rewards = score(cfg, batch, by_id)
-    n = max(1, len(rewards))
-    result = {"questions": len(rewards), "accuracy": sum(r.accuracy for r in rewards) / n,
-              "format": sum(r.format for r in rewards) / n}
-    log(f"eval | {result['questions']} questions | accuracy {result['accuracy']:.3f} | format {result['format']:.3f}")
-    return result

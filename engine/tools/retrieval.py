@@ -152,7 +152,7 @@ class ClipRetrievalTool(Tool):
 
     name = "clip_retrieval"
     description = ("Find the moments of the video that best match a text description: returns the time "
-                   "spans of the best-matching clips, best first.")
+                   "spans of the best-matching clips, best first, as frame_zoom start/end arguments.")
     parameters = {
         "type": "object",
         "properties": {
@@ -194,7 +194,9 @@ class ClipRetrievalTool(Tool):
             return Observation(f"clip_retrieval: no clip matches {quoted}.{notes}")
         lines = []
         for i, h in enumerate(hits, 1):
-            line = f"{i}. {format_time(h.start_s)}-{format_time(h.end_s)} (score {h.score:.2f})"
+            # The span in frame_zoom's own argument form, so a model passes it on verbatim.
+            span = json.dumps({"start": format_time(h.start_s), "end": format_time(h.end_s)})
+            line = f"{i}. {span} (score {h.score:.2f})"
             if self.show_text and h.text:
                 line += f": {h.text}"
             lines.append(line)

@@ -5,7 +5,8 @@ import torch
 from engine.config import load_config
 from engine.learner.policy import token_logprobs
 from engine.orchestration.session import PromptStream, build_session
-from engine.orchestration.trainer import evaluate, train
+from engine.orchestration.evaluation import evaluate_session
+from engine.orchestration.trainer import train
 from engine.rollout.hf_backend import SamplingParams
 from engine.telemetry.metrics import read_metrics
 
@@ -73,6 +74,9 @@ def test_train_then_resume(cfg):
 
 
 def test_evaluate_scores_heldout(cfg, session):
-    result = evaluate(cfg, log=lambda _: None, session=session)
-    assert result["questions"] == len(session.eval_rows) > 0
-    assert 0.0 <= result["accuracy"] <= 1.0
+    result = evaluate_session(cfg, session)
+    mcq = [r for r in session.eval_rows if r.kind == "mcq"]
+    assert result["questions"] == len(mcq) > 0
+    assert sum(k["n"] for k in result["per_kind"].values()) == len(session.eval_rows)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["chance"] == pytest.approx(0.25)
+    assert set(result) >= {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "per_kind"}

@@ -126,7 +126,8 @@ def test_tool_lists_ranked_spans(tools_dataset, make_ctx):
     lines = obs.text.split("\n")
     assert lines[0] == f'clip_retrieval: {len(expected)} best clip(s) for "{seg.caption}":'
     for i, hit in enumerate(expected, 1):
-        assert lines[i].startswith(f"{i}. 00:0{int(hit.start_s)}.0-00:0{int(hit.end_s)}.0 (score {hit.score:.2f})")
+        assert lines[i].startswith(f'{i}. {{"start": "00:0{int(hit.start_s)}.0", "end": "00:0{int(hit.end_s)}.0"}} '
+                                   f"(score {hit.score:.2f})")
     assert seg.caption not in "\n".join(lines[1:])  # captions are ground truth: not shown by default
     many = default_registry().execute(ToolCall("clip_retrieval", {"query": seg.caption, "topk": 50}), ctx)
     assert "topk 50 clamped to the maximum 10" in many.text
@@ -151,7 +152,8 @@ def test_any_clip_index_plugs_in(make_ctx):
     ctx, fallback = make_ctx(with_index=False), FixedIndex("fallback")
     obs = default_registry(clip_index=fallback).execute(ToolCall("clip_retrieval", {"query": "q"}), ctx)
     assert fallback.calls == [(ctx.video_path, "q", 3)]
-    assert "1. 00:01.0-00:03.0 (score 0.90)\n2. 00:05.0-00:07.0 (score 0.40)" in obs.text
+    assert ('1. {"start": "00:01.0", "end": "00:03.0"} (score 0.90)\n'
+            '2. {"start": "00:05.0", "end": "00:07.0"} (score 0.40)') in obs.text
     preferred = FixedIndex("ctx")
     ctx.clip_index = preferred  # the context's index wins over the registry's
     default_registry(clip_index=fallback).execute(ToolCall("clip_retrieval", {"query": "q", "topk": 1}), ctx)

@@ -1,0 +1,163 @@
+"""Held-out evaluation: greedy answers to every held-out question, scored per kind, with the demo's ablations.
+
+One greedy sample per question (temperature 0). `evaluate_session` returns the dict `vthink eval`
+writes to eval.json:
+
+    {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "per_kind": {kind: {"n", "accuracy"}}}
+
+accuracy and chance are over the multiple-choice questions; per_kind reports every kind (grounding as
+mean temporal IoU). The ablations swap one part of the same policy: `blank_video` replaces every frame
+the model sees (prompt and tool observations) by a blank one; `tools_off` keeps the tools listed in the
+prompt but makes every call return an error, so the model must answer from the global frames.
+`tool_gate` is VideoThinker's confidence-gated inference: answer directly when the direct answer's
+confidence exp(mean answer-token log-prob) reaches the gate, else run the tool loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+
+from engine.reward import score, score_sample
+from engine.rollout.backend import Request, SamplingParams
+from engine.rollout.grouped import GroupedRollout
+from engine.tools import Observation
+
+
+class BlankVideoService:
+    """A VideoService whose clips keep their timing and shape but carry blank pixels (all zeros after
+    normalisation, the mean colour): the blank-video ablation."""
+
+    def __init__(self, service):
+        self._service = service
+
+    def sample(self, *args, **kwargs):
+        return _blank(self._service.sample(*args, **kwargs))
+
+    def window(self, *args, **kwargs):
+        return _blank(self._service.window(*args, **kwargs))
+
+    def crop(self, *args, **kwargs):
+        return _blank(self._service.crop(*args, **kwargs))
+
+    def __getattr__(self, name):
+        return getattr(self._service, name)
+
+
+def _blank(clip):
+    return replace(clip, frames=torch.zeros_like(clip.frames), pixel_values=torch.zeros_like(clip.pixel_values))
+
+
+class DisabledTools:
+    """The registry's schemas (the prompt is unchanged), but every call returns an error observation."""
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def execute(self, call, ctx) -> Observation:
+        msg = "tools are disabled; answer from the video you were shown"
+        return Observation(text=f"Error: {msg}", error=msg)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._registry
+
+    def __getattr__(self, name):
+        return getattr(self._registry, name)
+
+
+def ablated(rollout: GroupedRollout, *, blank_video: bool = False, tools_off: bool = False) -> GroupedRollout:
+    """A rollout engine over the same backend with the ablations applied (its own prompt cache)."""
+    video = BlankVideoService(rollout.video) if blank_video else rollout.video
+    registry = DisabledTools(rollout.registry) if tools_off and rollout.registry is not None else rollout.registry
+    return GroupedRollout(rollout.backend, rollout.tokenizer, video, rollout.frame_policy, rollout.merge_size,
+                          rollout.loop_cfg, registry, rollout.mode, rollout.mrope)
+
+
+def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | None = None) -> dict:
+    """Greedy answers to `rows` through `rollout`, scored; `tool_gate` enables confidence gating (agent mode)."""
+    agent = cfg.rollout.mode == "agent"
+    by_id = {r.id: r for r in rows}
+    direct: dict[str, tuple[str, float]] = {}
+    if tool_gate is not None and agent:
+        direct = {rid: (text, conf) for rid, (text, conf) in _direct_answers(cfg, rollout, rows).items()
+                  if conf >= tool_gate}
+    looped = [r for r in rows if r.id not in direct]
+    params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, seed=cfg.trainer.seed)
+    batch, stats = rollout.run(looped, 1, params) if looped else (None, None)
+    results: list[tuple[object, float, float, int]] = []  # row, accuracy, format, tool calls
+    for rid, (text, _) in direct.items():
+        row = by_id[rid]
+        rew = score(text, row, format_text=text)
+        results.append((row, rew.accuracy, rew.format, 0))
+    results += scored_samples(cfg, batch.samples if batch is not None else [], by_id)
+    failed = (stats.failed_prompts if stats is not None else 0)
+    return summarise(results, failed, len(direct))
+
+
+def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:
+    """(row, accuracy, format, tool calls) of each sample."""
+    agent = cfg.rollout.mode == "agent"
+    out = []
+    for x in samples:
+        row = by_id[x.row_id]
+        rew = score_sample(x, row, cfg.reward, agent)
+        out.append((row, rew.accuracy, rew.format, sum(1 for e in x.tool_trace if e.kind in ("tool", "error"))))
+    return out
+
+
+def summarise(results: list[tuple], failed: int = 0, gated: int = 0) -> dict:
+    """The eval.json dict of scored (row, accuracy, format, tool calls) results."""
+    n = max(1, len(results))
+    mcq = [(row, acc) for row, acc, _, _ in results if row.kind == "mcq"]
+    per_kind: dict[str, dict] = {}
+    for row, acc, _, _ in results:
+        k = per_kind.setdefault(row.kind, {"n": 0, "accuracy": 0.0})
+        k["n"] += 1
+        k["accuracy"] += acc
+    for k in per_kind.values():
+        k["accuracy"] /= k["n"]
+    out = {
+        "questions": len(mcq),
+        "accuracy": sum(acc for _, acc in mcq) / max(1, len(mcq)),
+        "chance": sum(1 / len(row.options) for row, _ in mcq) / max(1, len(mcq)),
+        "format": sum(fmt for _, _, fmt, _ in results) / n,
+        "tool_calls_per_sample": sum(c for *_, c in results) / n,
+        "per_kind": per_kind,
+    }
+    if failed:
+        out["failed_questions"] = failed
+    if gated:
+        out["answered_directly"] = gated
+    return out
+
+
+def _direct_answers(cfg, rollout: GroupedRollout, rows: list) -> dict[str, tuple[str, float]]:
+    """Each row's direct answer (the assistant turn begun with <time>, so no tool call) and its confidence."""
+    tok = rollout.tokenizer
+    prefix = tok("<time>", add_special_tokens=False)["input_ids"]
+    end_id = tok.convert_tokens_to_ids("<|im_end|>")
+    answer_open, answer_close = tok.convert_tokens_to_ids("<answer>"), tok.convert_tokens_to_ids("</answer>")
+    requests = []
+    for r in rows:
+        p = rollout.prepare(r)
+        params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, stop_token_ids=(end_id,))
+        requests.append(Request(p.prompt_ids + prefix, p.videos, params))
+    out = {}
+    for r, g in zip(rows, rollout.backend.generate(requests)):
+        ids, lps = g.token_ids, g.logprobs
+        inside = [lp for k, lp in enumerate(lps) if answer_open in ids[:k] and answer_close not in ids[:k]
+                  and ids[k] != answer_close]
+        conf = math.exp(sum(inside) / len(inside)) if inside else 0.0
+        out[r.id] = ("<time>" + tok.decode(ids, skip_special_tokens=True), conf)
+    return out
+
+
+def evaluate_session(cfg, session, *, blank_video: bool = False, tools_off: bool = False,
+                     tool_gate: float | None = None) -> dict:
+    """The eval.json dict for the session's policy on its held-out rows (see the module docstring)."""
+    session.model.eval()
+    rollout = ablated(session.rollout, blank_video=blank_video, tools_off=tools_off) \
+        if (blank_video or tools_off) else session.rollout
+    return evaluate_rows(cfg, rollout, session.eval_rows, tool_gate)
+

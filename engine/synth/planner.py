@@ -1,0 +1,63 @@
+"""The scripted caption-space planner: a seeded, stochastic stand-in for a chat model (the embedded default).
+
+Its plan for the flash task (engine/data/flash.py): the global frames are too sparse, so look at the
+whole clip again, densely (caption_zoom over [0, duration] with `zoom_frames` frames, grounded to
+frame_zoom), find the second whose caption names a colour, and answer. With temperature T it strays as
+a sampled model would: with probability T/2 it looks at a random short window instead, which often
+misses the flash and ends in a guess that rejection sampling then drops, so the kept fraction is
+below 1, as in the paper's synthesis.
+
+(A retrieve-then-zoom plan, copying the span clip_retrieval returns into frame_zoom's arguments, is the
+natural one for longer videos; the 1.6M-parameter tiny model did not learn that copy within the demo's
+few hundred SFT steps, measured 2026-12-06, while it learns the dense look in under a hundred.)
+"""
+from __future__ import annotations
+
+import random
+import re
+
+from engine.tools import ToolCall, format_tool_call
+from engine.tools.timefmt import format_time
+
+_CAPTION = re.compile(r"^(\d{2}:\d{2}) the screen is (\w+)$", re.M)
+
+
+class ScriptedPlanner:
+    """Answers the flash task's questions in caption space."""
+
+    def __init__(self, options: tuple[str, ...], duration_s: float, temperature: float = 0.7, zoom_frames: int = 16):
+        self.options, self.duration_s = options, duration_s
+        self.temperature, self.zoom_frames = temperature, zoom_frames
+
+    def act(self, messages: list[dict], seed: int) -> str:
+        rng = random.Random(seed)
+        tool_msgs = [m["content"] for m in messages if m["role"] == "tool"]
+        if not tool_msgs:
+            if rng.random() < self.temperature / 2:
+                start = 2 * rng.randrange(max(1, int(self.duration_s) // 2 - 1))
+                return self._zoom(float(start), float(start + 4), 4)
+            return self._zoom(0.0, self.duration_s, self.zoom_frames)
+        return self._answer(tool_msgs[-1], rng)
+
+    @staticmethod
+    def _zoom(start: float, end: float, frames: int) -> str:
+        args = {"start": format_time(start), "end": format_time(end), "num_frames": frames}
+        return format_tool_call(ToolCall("caption_zoom", args))
+
+    def _answer(self, captions: str, rng: random.Random) -> str:
+        seen = [(t, c) for t, c in _CAPTION.findall(captions) if c != "grey"]
+        if seen:
+            colour, span = seen[0][1], f"{seen[0][0]}-{_next_second(seen[-1][0])}"
+        else:  # nothing seen: a guess, in the same format
+            colour = rng.choice(self.options)
+            lines = _CAPTION.findall(captions)
+            span = f"{lines[0][0]}-{_next_second(lines[-1][0])}" if lines else "00:00-00:01"
+        letter = "ABCDEFGH"[self.options.index(colour)] if colour in self.options else rng.choice("ABCD")
+        return (f"<time>{span}</time> <caption>the screen flashes {colour}</caption> "
+                f"<think>The flash is {colour}, option {letter}.</think> <answer>{letter}</answer>")
+
+
+def _next_second(mmss: str) -> str:
+    mm, ss = (int(x) for x in mmss.split(":"))
+    t = mm * 60 + ss + 1
+    return f"{t // 60:02d}:{t % 60:02d}"
