@@ -7,10 +7,11 @@ writes to eval.json:
 
 accuracy and chance are over the multiple-choice questions; per_kind reports every kind (grounding as
 mean temporal IoU). The ablations swap one part of the same policy: `blank_video` replaces every frame
-the model sees (prompt and tool observations) by a blank one; `tools_off` keeps the tools listed in the
-prompt but makes every call return an error, so the model must answer from the global frames.
-`tool_gate` is VideoThinker's confidence-gated inference: answer directly when the direct answer's
-confidence exp(mean answer-token log-prob) reaches the gate, else run the tool loop.
+the model sees (prompt and tool observations) by a blank one; `tools_off` makes the model answer
+from the global frames alone: its turn is begun with `<time>`, the answer block, so no tool is called.
+`tool_gate` is VideoThinker's confidence-gated inference: that direct answer is kept when its confidence
+exp(mean answer-token log-prob) reaches the gate, else the question goes through the tool loop
+(`tools_off` is the gate at 0: every direct answer is kept).
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import torch
 from engine.reward import score, score_sample
 from engine.rollout.backend import Request, SamplingParams
 from engine.rollout.grouped import GroupedRollout
-from engine.tools import Observation
 
 
 class BlankVideoService:
@@ -49,29 +49,10 @@ def _blank(clip):
     return replace(clip, frames=torch.zeros_like(clip.frames), pixel_values=torch.zeros_like(clip.pixel_values))
 
 
-class DisabledTools:
-    """The registry's schemas (the prompt is unchanged), but every call returns an error observation."""
-
-    def __init__(self, registry):
-        self._registry = registry
-
-    def execute(self, call, ctx) -> Observation:
-        msg = "tools are disabled; answer from the video you were shown"
-        return Observation(text=f"Error: {msg}", error=msg)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._registry
-
-    def __getattr__(self, name):
-        return getattr(self._registry, name)
-
-
-def ablated(rollout: GroupedRollout, *, blank_video: bool = False, tools_off: bool = False) -> GroupedRollout:
-    """A rollout engine over the same backend with the ablations applied (its own prompt cache)."""
-    video = BlankVideoService(rollout.video) if blank_video else rollout.video
-    registry = DisabledTools(rollout.registry) if tools_off and rollout.registry is not None else rollout.registry
-    return GroupedRollout(rollout.backend, rollout.tokenizer, video, rollout.frame_policy, rollout.merge_size,
-                          rollout.loop_cfg, registry, rollout.mode, rollout.mrope)
+def blanked(rollout: GroupedRollout) -> GroupedRollout:
+    """A rollout engine over the same backend whose every frame is blank (its own prompt cache)."""
+    return GroupedRollout(rollout.backend, rollout.tokenizer, BlankVideoService(rollout.video), rollout.frame_policy,
+                          rollout.merge_size, rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope)
 
 
 def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | None = None) -> dict:
@@ -157,7 +138,6 @@ def evaluate_session(cfg, session, *, blank_video: bool = False, tools_off: bool
                      tool_gate: float | None = None) -> dict:
     """The eval.json dict for the session's policy on its held-out rows (see the module docstring)."""
     session.model.eval()
-    rollout = ablated(session.rollout, blank_video=blank_video, tools_off=tools_off) \
-        if (blank_video or tools_off) else session.rollout
-    return evaluate_rows(cfg, rollout, session.eval_rows, tool_gate)
+    rollout = blanked(session.rollout) if blank_video else session.rollout
+    return evaluate_rows(cfg, rollout, session.eval_rows, 0.0 if tools_off else tool_gate)
 

@@ -18,8 +18,11 @@ class SeedTable:
     `first_prompt` is the call's offset in the step, so calls that split one step's prompts between
     rollout workers derive their seeds from the prompts' positions in the whole step.
 
-    Any two entries differ: a hash collision (astronomically rare) is resolved by re-hashing the
-    later coordinate with a salt, in a fixed order, so the table stays a pure function of its inputs.
+    The G samples of one (prompt, turn) get consecutive seeds h, h + 1, ..., h + G - 1 from one hash
+    h: a backend can then send a group's identical first-turn prompts as one request with n = G (vLLM
+    seeds child i with h + i), and each sample still reproduces alone. Any two entries differ: a block
+    that would overlap an earlier one (astronomically rare) is re-hashed with a salt, in a fixed
+    order, so the table stays a pure function of its inputs.
     """
 
     def __init__(self, base: int, n_prompts: int, group_size: int, max_turns: int, first_prompt: int = 0):
@@ -27,14 +30,14 @@ class SeedTable:
         self._seeds: dict[tuple[int, int, int], int] = {}
         used: set[int] = set()
         for p in range(n_prompts):
-            for s in range(group_size):
-                for t in range(max_turns + 1):
-                    salt, seed = 0, derive_seed(base, first_prompt + p, s, t)
-                    while seed in used:
-                        salt += 1
-                        seed = derive_seed(base, first_prompt + p, s, t, salt)
-                    used.add(seed)
-                    self._seeds[(p, s, t)] = seed
+            for t in range(max_turns + 1):
+                salt, h = 0, derive_seed(base, first_prompt + p, 0, t)
+                while h + group_size - 1 > _MASK or any(h + s in used for s in range(group_size)):
+                    salt += 1
+                    h = derive_seed(base, first_prompt + p, 0, t, salt)
+                for s in range(group_size):
+                    used.add(h + s)
+                    self._seeds[(p, s, t)] = h + s
 
     def __call__(self, prompt: int, sample: int, turn: int) -> int:
         if (prompt, sample, turn) not in self._seeds:

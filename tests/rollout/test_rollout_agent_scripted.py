@@ -189,5 +189,9 @@ def test_seed_table_is_collision_free_and_stable():
     seeds = t.all()
     assert len(seeds) == len(set(seeds)) == 64 * 16 * 8
     assert SeedTable(5, 64, 16, 7)(3, 4, 5) == t(3, 4, 5) != SeedTable(6, 64, 16, 7)(3, 4, 5)
+    # A group's samples of one turn have consecutive seeds (one n = G request on vLLM), and a sample's
+    # seed does not depend on the group size it was drawn with.
+    assert [t(3, s, 5) for s in range(16)] == list(range(t(3, 0, 5), t(3, 0, 5) + 16))
+    assert SeedTable(5, 64, 4, 7)(3, 2, 5) == t(3, 2, 5)
     with pytest.raises(IndexError):
         t(0, 16, 0)

@@ -1,14 +1,19 @@
-"""Held-out evaluation and its ablations: blank frames, disabled tools, confidence-gated tool use."""
+"""Held-out evaluation and its ablations: blank frames, no tools (direct answers), confidence-gated tool use."""
 import pytest
 import torch
 from rollout_testlib import ScriptedBackend
 
 from engine.config import load_config
-from engine.orchestration.evaluation import ablated, evaluate_rows
+from engine.orchestration.evaluation import blanked, evaluate_rows, evaluate_session
 from engine.orchestration.session import build_rollout
 from engine.rollout.backend import SamplingParams
 from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import SeedTable
+
+class Session:  # the two fields evaluate_session reads, plus the model it puts in eval mode
+    def __init__(self, eval_rows, rollout):
+        self.eval_rows, self.rollout, self.model = eval_rows, rollout, rollout.backend.model
+
 
 CALL = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": "00:01.0", "end": "00:03.0"}}\n</tool_call>'
 
@@ -27,30 +32,13 @@ def test_blank_video_blanks_prompt_and_tool_frames(session, rollout_cfg):
     rollout = build_rollout(cfg, backend, s.tokenizer, s.model.config, s.records)
     params = SamplingParams(max_new_tokens=48, temperature=0.0, seed=cfg.trainer.seed)
     seen, _ = rollout.run(rows, 1, params)
-    blank, _ = ablated(rollout, blank_video=True).run(rows, 1, params)
+    blank, _ = blanked(rollout).run(rows, 1, params)
     (x,), (b,) = seen.samples, blank.samples
     assert len(x.videos) == len(b.videos) == 2  # the prompt's video and the frame_zoom observation
     for v, w in zip(x.videos, b.videos):
         assert v.grid_thw == w.grid_thw and v.second_per_grid_t == w.second_per_grid_t  # same timing, same shape
         assert v.pixel_values.abs().sum() > 0 and torch.count_nonzero(w.pixel_values) == 0
     assert rollout.prepare(rows[0]).videos[0].pixel_values.abs().sum() > 0  # the original engine is untouched
-
-
-def test_tools_off_keeps_the_prompt_and_answers_every_call_with_an_error(session, rollout_cfg):
-    s = session
-    cfg = agent_cfg(rollout_cfg)
-    rows = s.train_rows[:2]
-    seeds = SeedTable(cfg.trainer.seed, 2, 1, 1)
-    script = {seeds(p, 0, 0): CALL for p in range(2)} | {seeds(p, 0, 1): "<answer>A</answer><|im_end|>" for p in range(2)}
-    rollout = build_rollout(cfg, ScriptedBackend(s.tokenizer, script), s.tokenizer, s.model.config, s.records)
-    off = ablated(rollout, tools_off=True)
-    assert off.prepare(rows[0]).prompt_ids == rollout.prepare(rows[0]).prompt_ids  # tools still listed
-    batch, _ = off.run(rows, 1, SamplingParams(max_new_tokens=48, temperature=0.0, seed=cfg.trainer.seed))
-    for x in batch.samples:
-        (ev,) = x.tool_trace
-        assert not ev.ok and "disabled" in ev.result and len(x.videos) == 1  # no frames came back
-    result = evaluate_rows(cfg, off, rows)
-    assert result["tool_calls_per_sample"] == 1.0 and result["questions"] == sum(r.kind == "mcq" for r in rows)
 
 
 def test_tool_gate_answers_confident_questions_directly(session, rollout_cfg):
@@ -60,6 +48,7 @@ def test_tool_gate_answers_confident_questions_directly(session, rollout_cfg):
     rollout = build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer, s.model.config, s.records)
     everyone = evaluate_rows(cfg, rollout, rows, tool_gate=0.0)  # any confidence passes: no tool loop at all
     assert everyone["answered_directly"] == len(rows) and everyone["tool_calls_per_sample"] == 0.0
+    assert everyone == evaluate_session(cfg, Session(rows, rollout), tools_off=True)  # the no-tools ablation
     nobody = evaluate_rows(cfg, rollout, rows, tool_gate=1.0 + 1e-9)  # none passes: every question uses the loop
     assert "answered_directly" not in nobody
     plain = evaluate_rows(cfg, rollout, rows)
