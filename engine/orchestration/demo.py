@@ -108,22 +108,26 @@ def plot_demo(demo: dict, history: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     names = [*demo["stages"], *demo["ablations"]]
     values = [demo["stages"].get(n, demo["ablations"].get(n))["accuracy"] for n in names]
     colours = ["#4c72b0"] * len(demo["stages"]) + ["#c44e52"] * len(demo["ablations"])
     left.bar(names, values, color=colours)
+    for i, v in enumerate(values):
+        left.text(i, v + 0.02, f"{v:.2f}", ha="center")
     left.axhline(demo["chance"], color="grey", linestyle="--", label="chance")
-    left.set_ylim(0, 1)
+    left.set_ylim(0, 1.1)
     left.set_ylabel("held-out accuracy")
     left.set_title(f"{demo['mode']} mode, {demo['num_eval_questions']} questions")
     left.legend()
     steps = [m["step"] + 1 for m in history if "reward_mean" in m]
-    for key in ("reward_mean", "accuracy"):
+    for key in ("reward_mean", "accuracy", "format"):
         right.plot(steps, [m[key] for m in history if "reward_mean" in m], marker="o", label=key)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("GRPO step")
-    right.set_title("GRPO: training reward per step")
+    right.set_title("GRPO: mean over the step's samples")
     right.grid(alpha=0.3)
     right.legend()
     fig.tight_layout()

@@ -57,6 +57,7 @@ class Sample:
     response_mask: list[int] | None = None  # 1 on model tokens, 0 on injected ones; None = all model
     videos: list[VideoInput] = field(default_factory=list)
     finish_reason: str = "stop"  # stop | length | max_turns | max_tokens_per_turn | max_total_tokens | max_visual_tokens
+    # | placeholder_token (the model sampled an id only the engine inserts; see rollout/backend.py)
     seed: int = 0  # the first turn's sampling seed
     turns: int = 1  # assistant turns generated
     final_text: str = ""  # the model's text in its last turn (after the last observation)

@@ -39,6 +39,7 @@ from engine.rollout.backend import (Generation, Request, SamplingParams, check_p
                                    tensor_digest)
 from engine.rollout.batch import VideoInput
 
+
 class VthinkWorkerExtension:
     """Methods mixed into every vLLM worker (`worker_extension_cls`), called via `collective_rpc`."""
 
@@ -98,7 +99,7 @@ def _read_token_ids(model_dir: Path) -> _TokenIds:
 
 def _checkpoint_shapes(model_dir: Path, digests: dict[str, bytes] | None = None) -> dict[str, tuple[int, ...]]:
     """{HF weight name: shape} of the safetensors checkpoint, read from the file headers only (and, given a
-    `digests` dict, each tensor's tensor_digest under its transformers name)."""
+    `digests` dict, each tensor's tensor_digest under its checkpoint name)."""
     from safetensors import safe_open
 
     files = sorted(model_dir.glob("*.safetensors"))
@@ -209,7 +210,7 @@ class VLLMBackend:
         self._version = int(version)
 
     def weights_digest(self) -> str:
-        """engine.rollout.backend.weights_digest of the weights the engine holds, under transformers names."""
+        """engine.rollout.backend.weights_digest of the weights the engine was given (checkpoint names)."""
         if self._digests is None:
             raise RuntimeError("VLLMBackend.weights_digest needs track_digest=True (ray.sync_checksum=true)")
         return combine_digests(self._digests)

@@ -13,6 +13,7 @@ with real timestamps) is rendered when the SFT batch is built; retrieval results
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,7 +96,8 @@ class CaptionSpace:
     def run(self, agent: CaptionAgent, row, system: str, user: str, seed: int) -> Trajectory:
         """One caption-space episode of `agent` on `row`; ends at an answer or after max_turns tool calls."""
         record = self.records[row.video_id]
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": hermes_system(system, self.tools())},
+                    {"role": "user", "content": user}]
         traj = Trajectory(row.id)
         for k in range(self.max_turns + 1):
             text = agent.act(messages, seed * 1_000_003 + k)
@@ -113,6 +115,16 @@ class CaptionSpace:
         traj.answer = extract_answer(traj.turns[-1].text)
         traj.correct = traj.answer is not None and traj.answer.strip() == row.answer
         return traj
+
+
+def hermes_system(system: str, tools: list[dict]) -> str:
+    """`system` followed by the tool schemas in the Hermes layout Qwen's chat templates use."""
+    listed = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    return (f"{system}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{listed}\n"
+            "</tools>\n\nFor each function call, return a json object with function name and arguments within "
+            '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": '
+            "<args-json-object>}\n</tool_call>")
 
 
 def ground(traj: Trajectory) -> list[dict]:
