@@ -36,6 +36,18 @@ def test_override_to_null():
     assert load_config(TINY, ["model.path=null"]).model.path is None
 
 
+def test_tool_lists_are_flow_lists_of_known_tools():
+    assert load_config(TINY, ["rollout.tools=[frame_zoom, clip_retrieval]"]).rollout.tools == ["frame_zoom",
+                                                                                               "clip_retrieval"]
+    for value, words in (("[teleport]", "rollout.tools[0]"), ("frame_zoom", "a list of"),
+                         ("[frame_zoom,frame_zoom]", "twice")):
+        with pytest.raises(ConfigError) as err:
+            load_config(TINY, [f"rollout.tools={value}"])
+        assert words in f"{err.value.key} {err.value}"
+    with pytest.raises(ConfigError, match="at least one tool"):
+        load_config(TINY, ["rollout.mode=agent", "rollout.tools=[]"])
+
+
 def test_top_p_below_one_is_refused_where_the_ratio_uses_rollout_logprobs():
     assert load_config(TINY, ["rollout.top_p=0.9"]).rollout.top_p == 0.9  # learner recomputes old log-probs
     for extra in ("learner.old_logp=rollout", "trainer.one_step_off=true"):

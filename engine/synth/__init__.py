@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.errors import ConfigError
 from engine.rollout.prompt import AGENT_PROMPT, SYSTEM_PROMPT, question_text
 from engine.synth.caption_space import CaptionAgent, CaptionSpace, ground
 
@@ -63,6 +64,9 @@ def synthesize(cfg, rows: list, records: dict, out: Path, agent: CaptionAgent | 
     """Grounded trajectories {row id: turns} for `rows`, also written to `out` (JSONL), and the report."""
     from engine.data.flash import fine_captions
 
+    if cfg.data.task != "flash":
+        raise ConfigError("data.task", f"caption-space synthesis needs per-second captions, which the embedded "
+                                       f"data has for the flash task only; got {cfg.data.task!r}")
     agent = agent or caption_agent(cfg)
     thinker = cfg.rollout.mode == "thinker"
     space = CaptionSpace(records, fine_captions, max_turns=cfg.rollout.max_turns if not thinker else 2)
