@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optim
 from transformers import AutoModelForImageTextToText
 
 from engine.learner.errors import CheckpointError
-from engine.model.loading import TINY_NAMES, ensure_tiny
+from engine.model.loading import model_dir
 
 if TYPE_CHECKING:
     from engine.learner.fsdp import FSDPLearner
@@ -80,8 +80,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def _source_dir(learner: FSDPLearner) -> Path:
-    path = learner.cfg.model.path
-    return ensure_tiny(learner.cfg.model.seed) if path in TINY_NAMES else Path(path)
+    return model_dir(learner.cfg.model.path, learner.cfg.model.seed)
 
 
 def _fsync_dir(path: Path) -> None:

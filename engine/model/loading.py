@@ -62,6 +62,11 @@ def ensure_tiny(seed: int = 0) -> Path:
     return final
 
 
+def model_dir(path: str | None, seed: int = 0) -> Path:
+    """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model (built once)."""
+    return ensure_tiny(seed) if path in TINY_NAMES else _resolve(path)
+
+
 def _resolve(path: str) -> Path:
     local = Path(path).expanduser()
     if not local.is_dir():
@@ -76,7 +81,7 @@ def _resolve(path: str) -> Path:
 def load_policy(path: str | None, dtype: torch.dtype = torch.float32, seed: int = 0
                 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model in eval mode, tokenizer) from `path`; None or "tiny" means the embedded tiny model."""
-    local = ensure_tiny(seed) if path in TINY_NAMES else _resolve(path)
+    local = model_dir(path, seed)
     # local_files_only: never reach for a hub, even if a name slips through.
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(local, dtype=dtype, local_files_only=True)

@@ -50,9 +50,9 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
     ensure_dataset(cfg.data, log)
     agent = cfg.rollout.mode == "agent"
 
-    def evaluate(stage: str, session, **ablation) -> dict:
+    def evaluate(stage: str, session=None, result: dict | None = None, **ablation) -> dict:
         t = time.perf_counter()
-        result = evaluate_session(cfg, session, **ablation)
+        result = result if result is not None else evaluate_session(cfg, session, **ablation)
         (out / f"eval-{stage}.json").write_text(json.dumps(result, indent=2))
         log(f"eval {stage:<12} | {result['questions']} questions | accuracy {result['accuracy']:.3f} | "
             f"format {result['format']:.3f} | tool calls/sample {result['tool_calls_per_sample']:.2f} | "
@@ -77,8 +77,9 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
                        trainer=replace(cfg.trainer, output_dir=str(out / "grpo")))
     train(grpo_cfg, log)
     final = latest(out / "grpo" / "checkpoints")
+    # train() already scored the final policy on the held-out questions, greedily, with the same scorer.
+    stages["grpo"] = evaluate("grpo", result=json.loads((out / "grpo" / "eval.json").read_text()))
     policy = build_session(replace(cfg, model=replace(cfg.model, path=str(final))), log)
-    stages["grpo"] = evaluate("grpo", policy)
     ablations = {"blank_video": evaluate("blank_video", policy, blank_video=True)}
     if agent:
         ablations["no_tools"] = evaluate("no_tools", policy, tools_off=True)

@@ -67,11 +67,12 @@ def build_backend(cfg: Config):
     if cfg.rollout.backend == "vllm":
         from transformers import AutoConfig, AutoTokenizer
 
-        from engine.model import ensure_tiny
+        from engine.model import model_dir
         from engine.rollout.vllm_backend import VLLMBackend
 
-        path = str(cfg.model.path if cfg.model.path not in (None, "tiny") else ensure_tiny(cfg.model.seed))
-        backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed, track_digest=cfg.ray.sync_checksum)
+        path = str(model_dir(cfg.model.path, cfg.model.seed))
+        # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
+        backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed)
         return backend, AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
@@ -92,9 +93,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     )
     registry = None
     if agent:
-        from engine.tools import CaptionClipIndex, default_registry
-
-        from engine.tools import ToolRegistry
+        from engine.tools import CaptionClipIndex, ToolRegistry, default_registry
 
         offered = default_registry(CaptionClipIndex(records))
         registry = ToolRegistry([offered.get(name) for name in r.tools])

@@ -34,7 +34,7 @@ from engine.telemetry.report import plot_rewards, summary_table
 
 Log = Callable[[str], None]
 # Above this, rollout and learner log-probs of the same tokens on the same weights disagree for a reason
-# other than float noise (fp32 on the tiny model stays near 1e-6; bf16 engines near 1e-3 .. 1e-2).
+# other than float noise (fp32 on the tiny model stays below 1e-5, measured with `vthink demo`).
 LOGP_GAP_WARN = 1e-2
 
 
@@ -84,9 +84,9 @@ def _policy_ids(cfg: Config) -> tuple[int, int, dict]:
     """(pad id, video token id, M-RoPE settings) of the policy, for assembling learner batches."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from engine.model import ensure_tiny
+    from engine.model import model_dir
 
-    path = cfg.model.path if cfg.model.path not in (None, "tiny") else ensure_tiny(cfg.model.seed)
+    path = model_dir(cfg.model.path, cfg.model.seed)
     config = AutoConfig.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path).pad_token_id, config.video_token_id, mrope_config(config)
 
@@ -224,7 +224,8 @@ class Trainer:
 
 
 def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
-    """The main job. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/."""
+    """The main job. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/; the final
+    policy's greedy held-out eval: <output_dir>/eval.json."""
     from engine.orchestration.cluster import Cluster
 
     out = Path(cfg.trainer.output_dir)
@@ -257,6 +258,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
         trainer.run(cfg.trainer.steps, metrics_log)
         final_eval = trainer.evaluate()
+        (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
         path = trainer.checkpoint()
         metrics_log.close()
         history = read_metrics(metrics_log.path)

@@ -212,7 +212,8 @@ class VLLMBackend:
     def weights_digest(self) -> str:
         """engine.rollout.backend.weights_digest of the weights the engine was given (checkpoint names)."""
         if self._digests is None:
-            raise RuntimeError("VLLMBackend.weights_digest needs track_digest=True (ray.sync_checksum=true)")
+            raise RuntimeError("VLLMBackend.weights_digest needs the backend built with track_digest=True (off in "
+                               "`vthink train`: it hashes every received tensor on the host, a cost on each sync)")
         return combine_digests(self._digests)
 
     def param_pointers(self) -> dict[str, int]:
