@@ -2,7 +2,7 @@
 
 Runs engine.orchestration.demo.run_demo for every (config, seed), each into its own output folder, and
 writes bench/results/demo-<device>.json with every demo.json plus the GRPO run's rollout/learner
-log-prob gap (max over steps of logp_gap_max). Run: `python bench/demo.py` (about 25 minutes on 2 cores).
+log-prob gap (max over steps of logp_gap_max). Run: `vthink bench demo` (about 25 minutes on 2 cores).
 """
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ import torch
 
 from engine.errors import ConfigError, VideoRequestError
 from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, checkpoint_name, combine_digests,
-                                   tensor_digest)
+                                   placeholder_ids, tensor_digest)
 from engine.rollout.batch import VideoInput
 
 
@@ -78,7 +78,6 @@ class _TokenIds:
     image_pad: int
     vision_start: int
     vision_end: int
-    pad: int | None
     vocab_size: int
     merge_size: int
 
@@ -90,7 +89,7 @@ def _read_token_ids(model_dir: Path) -> _TokenIds:
     try:
         return _TokenIds(video_pad=config["video_token_id"], image_pad=config["image_token_id"],
                          vision_start=config["vision_start_token_id"], vision_end=config["vision_end_token_id"],
-                         pad=text.get("pad_token_id"), vocab_size=text["vocab_size"],
+                         vocab_size=text["vocab_size"],
                          merge_size=vision.get("spatial_merge_size", 2))
     except KeyError as e:
         raise ConfigError("model.path", f"{model_dir}/config.json has no {e.args[0]!r}; not a Qwen2.5-VL "
@@ -169,9 +168,11 @@ class VLLMBackend:
         self._version = 0
         self._embed_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._embed_cache_size = embed_cache_size
-        ids = self.ids
-        self.placeholder_ids = frozenset({ids.video_pad, ids.image_pad, ids.vision_start, ids.vision_end, ids.pad}
-                                         - {None})
+        # The pad id comes from the tokenizer, as in the transformers backend (Qwen configs often omit it).
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.placeholder_ids = placeholder_ids(AutoConfig.from_pretrained(path, local_files_only=True),
+                                               AutoTokenizer.from_pretrained(path, local_files_only=True).pad_token_id)
 
     @property
     def weight_version(self) -> int:
