@@ -1,4 +1,5 @@
-"""The `vthink` command: train, sft, eval, synth, demo, make-data (a YAML config plus key=value overrides), bench and view."""
+"""The `vthink` command: train, sft, eval, synth, demo, make-data, data check, config show (a YAML config plus
+key=value overrides), bench and view."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,12 @@ EPILOG = """\
 config: a YAML file (see configs/tiny_cpu.yaml); without one, the built-in defaults (the embedded
 tiny model on synthetic videos). overrides: dotted key=value pairs applied on top, e.g.
   vthink train configs/tiny_cpu.yaml trainer.steps=5 rollout.group_size=4
-A bad key, type or value exits with status 2 before anything starts, naming the key."""
+A bad key, type or value exits with status 2 before anything starts, naming the key, and so do bad
+data rows (see `vthink data check`; data.on_bad_row=skip goes on without them).
+
+outputs go to trainer.output_dir (default runs/default): metrics.jsonl, tb/, reward.png, config.json,
+data.json (+ bad_rows.jsonl), eval.json, checkpoints/step-N/ (Hugging Face folders), sft/ (the SFT
+policy), synth/trajectories.jsonl; `vthink view DIR` renders DIR/report.html."""
 
 
 def _split(args: list[str]) -> tuple[str | None, list[str]]:
@@ -49,7 +55,7 @@ def cmd_eval(cfg) -> int:
     from engine.orchestration.evaluation import evaluate_session
     from engine.orchestration.session import build_session
 
-    result = evaluate_session(cfg, build_session(cfg), tool_gate=cfg.rollout.tool_gate)
+    result = evaluate_session(cfg, build_session(cfg, purpose="eval"), tool_gate=cfg.rollout.tool_gate)
     out = Path(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2))
@@ -59,13 +65,12 @@ def cmd_eval(cfg) -> int:
 
 
 def cmd_synth(cfg) -> int:
-    from engine.data.dataset import load_rows, load_videos
-    from engine.orchestration.session import ensure_dataset
+    from engine.data.sources import prepare
     from engine.synth import synthesize
 
-    root = ensure_dataset(cfg.data)
+    data = prepare(cfg, "train", cfg.trainer.output_dir)
     out = Path(cfg.trainer.output_dir) / "synth" / "trajectories.jsonl"
-    _, report = synthesize(cfg, load_rows(root / "train.jsonl"), load_videos(root), out)
+    _, report = synthesize(cfg, data.train, data.records, out)
     print(json.dumps(report.to_json()))
     print(f"wrote {out}")
     return 0
@@ -88,6 +93,30 @@ def cmd_make_data(cfg) -> int:
         eval_fraction=d.eval_fraction,
     )
     print(f"wrote {d.num_videos} {d.codec} videos and their questions to {paths.dir}")
+    return 0
+
+
+def cmd_data_check(cfg) -> int:
+    """Every row checked (fields, values, the video's header), no model loaded; exit 2 when the run would refuse."""
+    from engine.data.sources import load_data, report
+
+    data = load_data(cfg.data)
+    print(report(data))
+    if data.bad and cfg.data.on_bad_row == "error":
+        print("vthink: data check failed (data.on_bad_row=error); data.on_bad_row=skip would go on without them",
+              file=sys.stderr)
+        return 2
+    if not data.train and not data.eval:
+        print("vthink: data check failed: no usable row", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_config_show(cfg) -> int:
+    """The resolved config, every default included, as YAML that `vthink train FILE` takes back."""
+    import yaml
+
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False), end="")
     return 0
 
 
@@ -129,7 +158,15 @@ COMMANDS = {
                          "<output_dir>/synth/trajectories.jsonl"),
     "demo": (cmd_demo, "the learning proof: fresh data, base eval, synthesis, SFT, eval, GRPO, eval, ablations; "
                        "writes <output_dir>/demo.json"),
-    "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir"),
+    "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir "
+                                 "(an empty or new folder, or one holding an earlier synthetic dataset)"),
+}
+# Two-word commands: `vthink data check`, `vthink config show`.
+GROUPS = {
+    "data": {"check": (cmd_data_check, "check every row of the configured data (fields, answer among options, the "
+                                       "video exists and its header decodes) without loading a model; lists each "
+                                       "bad row and counts per reason; exit 2 if the run would refuse them")},
+    "config": {"show": (cmd_config_show, "print the resolved config (YAML) with every default")},
 }
 
 
@@ -143,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--resume", action="store_true",
                            help="continue from the newest checkpoint under <trainer.output_dir>/checkpoints")
+    for group, actions in GROUPS.items():
+        g = sub.add_parser(group, help=" / ".join(f"{group} {a}: {h.split(';')[0]}" for a, (_, h) in actions.items()))
+        gsub = g.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for action, (_, help_text) in actions.items():
+            p = gsub.add_parser(action, help=help_text, description=help_text, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+            p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
     p = sub.add_parser("bench", help="run a benchmark script from bench/ (prints a table, writes bench/results/*.json)",
                        description="Run bench/NAME.py with the remaining arguments, e.g. `vthink bench native`.")
     p.add_argument("name", help="kernels, native, decode, rollout, sync, make_data or tiny_model")
@@ -164,12 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vthink: config error: {e}", file=sys.stderr)
         return 2
+    from engine.data.sources import DataCheckError
+
     try:
         if ns.command == "train":
             return cmd_train(cfg, resume=ns.resume)
+        if ns.command in GROUPS:
+            return GROUPS[ns.command][ns.action][0](cfg)
         return COMMANDS[ns.command][0](cfg)
     except ConfigError as e:
         print(f"vthink: config error: {e}", file=sys.stderr)
+        return 2
+    except DataCheckError as e:
+        print(f"vthink: data check failed:\n{e}", file=sys.stderr)
         return 2
     except VthinkError as e:
         print(f"vthink: {type(e).__name__}: {e}", file=sys.stderr)

@@ -10,7 +10,9 @@ from typing import Any
 
 from engine.errors import VthinkError
 
-QA_KINDS = ("mcq", "grounding")
+# Problem types. The Video-R1 names map as: "multiple choice" -> mcq, "numerical", "OCR" -> ocr,
+# "free-form", "regression"; grounding answers are time spans (scored by temporal IoU).
+QA_KINDS = ("mcq", "grounding", "numerical", "ocr", "free-form", "regression")
 SPLITS = ("train", "eval")
 EVENT_KINDS = ("appear", "move", "change_colour", "flash")
 _SPAN = re.compile(r"(\d{2,}):(\d{2})-(\d{2,}):(\d{2})")
@@ -163,8 +165,13 @@ class VideoRecord:
 
 @dataclass
 class QARow:
-    """One question about one video. mcq: answer is a letter indexing options. grounding: answer is 'MM:SS-MM:SS'
-    and answer_span_s holds the exact (start_s, end_s)."""
+    """One question about one video.
+
+    mcq: `answer` is a letter indexing `options`. grounding: `answer` is 'MM:SS-MM:SS' and answer_span_s
+    holds the exact (start_s, end_s). numerical / regression: `answer` holds a number. ocr / free-form:
+    `answer` is text. `reasoning` is a ground-truth trace written before the answer (an SFT target, e.g.
+    Video-Thinker-10K's); `source` says where the row was read ("file:line"), for messages.
+    """
 
     id: str
     video_id: str
@@ -175,36 +182,53 @@ class QARow:
     answer: str
     answer_span_s: tuple[float, float] | None
     split: str
+    reasoning: str | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in QA_KINDS:
             raise DatasetError(f"row {self.id}: kind must be one of {QA_KINDS}, got {self.kind!r}")
         if self.split not in SPLITS:
             raise DatasetError(f"row {self.id}: split must be one of {SPLITS}, got {self.split!r}")
+        if not self.question.strip():
+            raise DatasetError(f"row {self.id}: empty question")
         if self.kind == "mcq":
             letters = [chr(ord("A") + i) for i in range(len(self.options))]
             if len(self.options) < 2 or self.answer not in letters:
                 raise DatasetError(f"row {self.id}: mcq needs >= 2 options and an answer among {letters}, "
                                    f"got {len(self.options)} options, answer {self.answer!r}")
-        else:
-            if self.options:
-                raise DatasetError(f"row {self.id}: grounding rows have no options")
+            return
+        if self.options:
+            raise DatasetError(f"row {self.id}: {self.kind} rows have no options")
+        if self.kind == "grounding":
             if self.answer_span_s is None:
                 self.answer_span_s = parse_span(self.answer)
             a, b = self.answer_span_s
             if not (0 <= a <= b):
                 raise DatasetError(f"row {self.id}: answer_span_s needs 0 <= start <= end, got {self.answer_span_s}")
+        elif self.kind in ("numerical", "regression"):
+            try:
+                value = float(self.answer.replace(",", ""))
+            except ValueError:
+                raise DatasetError(f"row {self.id}: a {self.kind} answer must be a number, got {self.answer!r}") from None
+            if not math.isfinite(value):
+                raise DatasetError(f"row {self.id}: a {self.kind} answer must be finite, got {self.answer!r}")
+        elif not self.answer.strip():
+            raise DatasetError(f"row {self.id}: empty {self.kind} answer")
 
     @property
     def answer_index(self) -> int | None:
         return ord(self.answer) - ord("A") if self.kind == "mcq" else None
 
     def to_json(self, root: str | os.PathLike | None = None) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id, "video_id": self.video_id, "video": _relative(self.video, root), "kind": self.kind,
             "question": self.question, "options": list(self.options), "answer": self.answer,
             "answer_span_s": None if self.answer_span_s is None else list(self.answer_span_s), "split": self.split,
         }
+        if self.reasoning is not None:
+            out["reasoning"] = self.reasoning
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any], root: str | os.PathLike | None = None) -> "QARow":
@@ -216,10 +240,11 @@ class QARow:
             span = (float(span[0]), float(span[1]))
         if not isinstance(d["options"], list):
             raise DatasetError(f"row {d['id']}: options must be a list")
+        reasoning = d.get("reasoning")
         return cls(
             id=str(d["id"]), video_id=str(d["video_id"]), video=_resolve(d["video"], root), kind=str(d["kind"]),
             question=str(d["question"]), options=[str(o) for o in d["options"]], answer=str(d["answer"]),
-            answer_span_s=span, split=str(d["split"]),
+            answer_span_s=span, split=str(d["split"]), reasoning=None if reasoning is None else str(reasoning),
         )
 
 

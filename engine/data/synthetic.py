@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -396,6 +397,7 @@ def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0,
     num_frames = _check_args(num_videos, seed, codec, width, height, fps, duration_s, eval_fraction)
     fps = float(_rate(fps))  # what the container stores, so records and files agree
     root = Path(out_dir).resolve()
+    check_writable(root)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     n_eval = min(num_videos, round(num_videos * eval_fraction))
     eval_ids = {int(i) for i in np.random.default_rng(np.random.SeedSequence([seed, 2**31])).permutation(num_videos)[:n_eval]}
@@ -434,6 +436,41 @@ def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0,
     _write_jsonl(paths.train_jsonl, [r.to_json(root) for r in rows["train"]])
     _write_jsonl(paths.eval_jsonl, [r.to_json(root) for r in rows["eval"]])
     return paths
+
+
+OWN_FILES = ("videos", "videos.jsonl", "train.jsonl", "eval.jsonl")
+_OWN_VIDEO = re.compile(r"s\d+-v\d{4}\.(mp4|webm|avi)(\.tmp)?")
+
+
+def check_writable(root: Path) -> None:
+    """Refuse a folder that holds anything but a synthetic dataset: the generator overwrites its own files
+    and nobody else's."""
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: is a file, not a folder; the synthetic dataset is written into a folder "
+                           "(your own data files go in data.train_files / data.val_files)")
+    if not root.is_dir():
+        return
+    foreign = [p.name for p in root.iterdir() if p.name not in OWN_FILES and not p.name.endswith(".jsonl.tmp")]
+    videos = root / "videos"
+    if videos.is_dir():
+        foreign += [f"videos/{p.name}" for p in videos.iterdir() if not _OWN_VIDEO.fullmatch(p.name)]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise DatasetError(f"{root}: refusing to write the synthetic dataset into a folder that holds other files "
+                           f"({shown}); name an empty or new folder in data.dir, or point data.train_files at "
+                           "your own data")
+
+
+def ensure_dataset(cfg, log: Callable[[str], None] = print) -> Path:
+    """The synthetic dataset folder cfg.dir (a DataConfig), rendered from cfg's seed when it holds none yet."""
+    root = Path(cfg.dir)
+    if not (root / "train.jsonl").is_file():
+        check_writable(root.resolve())
+        log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
+        make_dataset(root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec, width=cfg.width,
+                     height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s, task=cfg.task,
+                     eval_fraction=cfg.eval_fraction)
+    return root
 
 
 def _write_jsonl(path: Path, objs: list[dict]) -> None:

@@ -1,9 +1,10 @@
 """Atomic learner checkpoints: HF safetensors model, sharded optimizer, scheduler, per-rank RNG, step and extra.
 
 Layout of <root>/step-<NNNNNNNN>/ (a directory plain `from_pretrained` loads as a model):
-  config.json, generation_config.json, model*.safetensors, tokenizer files, preprocessor configs  (the policy)
-  optimizer/          torch.distributed.checkpoint (DCP) of the AdamW state, one file per rank; DCP reshards
-                      on load, so a different world size can resume
+  config.json, generation_config.json, model*.safetensors, tokenizer files, processor files  (the policy, in
+                      model.dtype, for from_pretrained / AutoProcessor / vLLM)
+  optimizer/          torch.distributed.checkpoint (DCP) of the fp32 master weights and the AdamW state, one
+                      file per rank; DCP reshards on load, so a different world size can resume
   scheduler.pt        LR scheduler state
   rng/rank-<r>.pt     torch (CPU and CUDA), Python `random` and NumPy generator states of rank r
   trainer_state.json  step, skipped updates, world size and the caller's `extra` (e.g. dataloader position)
@@ -25,9 +26,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
-from transformers import AutoModelForImageTextToText
+from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
 
 from engine.learner.errors import CheckpointError
 from engine.model.loading import model_dir
@@ -37,8 +38,21 @@ if TYPE_CHECKING:
 
 PREFIX = "step-"
 STATE = "trainer_state.json"
-FORMAT_VERSION = 1
-_COPIED = ("preprocessor_config.json", "video_preprocessor_config.json")  # so vLLM / AutoProcessor load it too
+FORMAT_VERSION = 2  # 2: the fp32 master weights live in optimizer/ (the HF files are in model.dtype)
+# Files of a model folder that are neither weights nor config nor tokenizer: the processor's, so a saved
+# folder loads with plain AutoProcessor (and vLLM) like the one it came from.
+PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",
+                   "chat_template.json", "chat_template.jinja")
+
+
+def copy_processor_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy the processor files `src` has into `dst` (existing ones are replaced); returns their names."""
+    copied = []
+    for name in PROCESSOR_FILES:
+        if (Path(src) / name).is_file():
+            shutil.copy2(Path(src) / name, Path(dst) / name)
+            copied.append(name)
+    return copied
 
 
 def step_dir(root: str | os.PathLike, step: int) -> Path:
@@ -108,20 +122,23 @@ def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
     dist.barrier()
 
     # The model, gathered tensor by tensor (every rank takes part), written by rank 0 in HF layout.
+    # model.dtype on disk; the fp32 master copy goes into the DCP state below.
+    dtype = getattr(torch, learner.cfg.model.dtype)
     full = {}
     for name, tensor in learner.named_full_tensors():
         if rank == 0:
-            full[name] = tensor.cpu()
+            full[name] = tensor.to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
     if rank == 0:
         learner.hf.save_pretrained(tmp, state_dict=full)
         learner.tokenizer.save_pretrained(tmp)
-        src = _source_dir(learner)
-        for name in _COPIED:
-            if (src / name).is_file():
-                shutil.copy2(src / name, tmp / name)
+        config = json.loads((tmp / "config.json").read_text())
+        config["dtype"] = learner.cfg.model.dtype  # what the weights hold, not the fp32 of the master copy
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        copy_processor_files(_source_dir(learner), tmp)
     del full
 
-    dcp.save({"optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
+    dcp.save({"model": get_model_state_dict(learner.policy),
+              "optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
              checkpoint_id=str(tmp / "optimizer"))
     torch.save(rng_state(), tmp / "rng" / f"rank-{rank}.pt")
     if rank == 0:
@@ -157,14 +174,11 @@ def load(learner: FSDPLearner, path: str | os.PathLike) -> dict:
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {state.get('format_version')}, expected {FORMAT_VERSION}")
 
-    # Load through transformers so on-disk names map back to module names exactly as from_pretrained does.
-    saved = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-    full = {f"hf.{k}": v for k, v in saved.state_dict().items()}
-    set_model_state_dict(learner.policy, full, options=StateDictOptions(full_state_dict=True, strict=True))
-    del saved, full
-
-    osd = get_optimizer_state_dict(learner.policy, learner.optimizer)  # a template in this run's sharding
-    dcp.load({"optim": osd}, checkpoint_id=str(path / "optimizer"))
+    # Templates in this run's sharding; DCP fills them from whatever sharding wrote the files.
+    msd = get_model_state_dict(learner.policy)
+    osd = get_optimizer_state_dict(learner.policy, learner.optimizer)
+    dcp.load({"model": msd, "optim": osd}, checkpoint_id=str(path / "optimizer"))
+    set_model_state_dict(learner.policy, msd)
     set_optimizer_state_dict(learner.policy, learner.optimizer, osd)
     learner.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
 

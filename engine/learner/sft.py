@@ -19,8 +19,16 @@ from engine.rollout.seeds import SeedTable
 KEY_TAGS = (("<answer>", "</answer>"), ("<tool_call>", "</tool_call>"), ("<caption>", "</caption>"))
 
 
-def target_response(row, record) -> str:
-    """The Video-Thinker trace a perfect model would write: one block per ground-truth segment, then the answer."""
+def has_target(row, records: dict) -> bool:
+    """Whether the row has a trace to imitate: its own reasoning, or a video record with captioned segments."""
+    return bool(row.reasoning) or bool(getattr(records.get(row.video_id), "segments", None))
+
+
+def target_response(row, record=None) -> str:
+    """What SFT teaches for a row: its own reasoning trace (e.g. Video-Thinker-10K's) then the answer; else the
+    Video-Thinker trace a perfect model would write from the ground truth, one block per segment."""
+    if row.reasoning:
+        return f"{row.reasoning.strip()}\n<answer>{row.answer}</answer>"
     blocks = [
         f"<time>{format_span(s.start_s, s.end_s)}</time> <caption>{s.caption}</caption> "
         "<think>This segment matters.</think>"
@@ -37,7 +45,7 @@ def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict) -> R
     """
     samples = []
     for i, (row, req) in enumerate(zip(rows, requests)):
-        ids = tokenizer(target_response(row, records[row.video_id]), add_special_tokens=False)["input_ids"] + [end_id]
+        ids = tokenizer(target_response(row, records.get(row.video_id)), add_special_tokens=False)["input_ids"] + [end_id]
         samples.append(Sample(i, row.id, req.prompt_ids, ids, [0.0] * len(ids), req.video))
     return RolloutBatch(samples=samples, group_size=1, mrope=mrope)
 

@@ -85,4 +85,32 @@ def load_policy(path: str | None, dtype: torch.dtype = torch.float32, seed: int 
     # local_files_only: never reach for a hub, even if a name slips through.
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(local, dtype=dtype, local_files_only=True)
+    check_vocab(model.config, tokenizer)
     return model.eval(), tokenizer
+
+
+# Checkpoints pad the embedding past the tokenizer (Qwen2.5-VL: 151936 rows for 151665 tokens); far more
+# unused rows than this means the tokenizer is not the model's.
+VOCAB_PADDING = 2048
+SPECIAL_TOKENS = {"video_token_id": "<|video_pad|>", "image_token_id": "<|image_pad|>",
+                  "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}
+
+
+def check_vocab(config, tokenizer) -> None:
+    """ConfigError("model.path") when tokenizer and model disagree: a token id without an embedding row, an
+    embedding far larger than the tokenizer (its samples would decode to ''), or a vision token whose id
+    differs between the model's config and the tokenizer (both ids named)."""
+    vocab = getattr(getattr(config, "text_config", None), "vocab_size", None) or config.vocab_size
+    n = len(tokenizer)
+    if n > vocab:
+        raise ConfigError("model.path", f"the tokenizer has {n} tokens but the model's embedding only {vocab} rows: "
+                                        f"token ids {vocab}..{n - 1} have no embedding")
+    if vocab - n > VOCAB_PADDING:
+        raise ConfigError("model.path", f"the model's vocabulary has {vocab} rows but the tokenizer only {n} tokens: "
+                                        f"sampled ids {n}..{vocab - 1} would decode to nothing; is this the "
+                                        "model's own tokenizer?")
+    for key, token in SPECIAL_TOKENS.items():
+        want = getattr(config, key, None)
+        got = tokenizer.convert_tokens_to_ids(token)
+        if want is not None and got != want:
+            raise ConfigError("model.path", f"{token} is id {got} in the tokenizer but config.{key} = {want}")

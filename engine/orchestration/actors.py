@@ -1,6 +1,6 @@
 """Ray actors: FSDP learner ranks and rollout workers, joined by a dedicated weight-sync group.
 
-Both are plain classes wrapped with `ray.remote` by the trainer, so they can also be driven in-process.
+Both are plain classes wrapped with `ray.remote` by orchestration/cluster.py, so they can also be driven in-process.
 Sync group ranks: 0 is learner rank 0 (the sender), 1..N are the rollout workers.
 """
 from __future__ import annotations
@@ -92,14 +92,14 @@ class LearnerWorker:
 class RolloutWorker:
     """Generation + tools + video decoding for a slice of the prompts; weights arrive over the sync group."""
 
-    def __init__(self, cfg: Config, index: int, threads: int = 1):
-        from engine.data.dataset import load_videos
-        from engine.orchestration.session import build_backend, build_rollout, ensure_dataset
+    def __init__(self, cfg: Config, index: int, records: dict, threads: int = 1):
+        """`records`: video records (captions for clip_retrieval) from the driver, which alone reads the data."""
+        from engine.orchestration.session import build_backend, build_rollout
 
         _limit_threads(threads)
         self.index = index
         backend, tokenizer, model_config = build_backend(cfg)
-        self.rollout = build_rollout(cfg, backend, tokenizer, model_config, load_videos(ensure_dataset(cfg.data)))
+        self.rollout = build_rollout(cfg, backend, tokenizer, model_config, records)
         self.receiver = None
 
     def join_sync(self, host: str, port: int, rank: int, world_size: int) -> None:

@@ -43,9 +43,15 @@ def merge_stats(stats: list[RolloutStats]) -> RolloutStats:
 
 
 class Cluster:
-    def __init__(self, cfg: Config, log: Callable[[str], None] = print):
+    def __init__(self, cfg: Config, log: Callable[[str], None] = print, records: dict | None = None):
+        """`records`: the video records of the checked data (engine/data/sources.py), read here, in the driver,
+        when not given; rollout workers never read or write the dataset themselves."""
         self.cfg = cfg
         self.log = log
+        if records is None:
+            from engine.data.sources import load_data
+
+            records = load_data(cfg.data, log).records
         gpu = torch.cuda.is_available()
         n_workers, n_learners = cfg.ray.rollout_workers, cfg.ray.learners
         if not ray.is_initialized():
@@ -72,7 +78,7 @@ class Cluster:
         host, port = ray.get(self.learners[0].rendezvous.remote())
         ray.get([lw.start.remote(host, port) for lw in self.learners])
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
+        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, records, threads) for i in range(n_workers)]
         self.version = 0
         self.restarts = 0
         self._join_sync()

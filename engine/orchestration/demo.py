@@ -22,8 +22,11 @@ from engine.config import Config
 from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_session
-from engine.orchestration.session import build_session, ensure_dataset
-from engine.orchestration.trainer import run_sft, train
+from engine.data.schema import DatasetError
+from engine.data.synthetic import check_writable
+from engine.model import model_dir
+from engine.orchestration.session import build_session
+from engine.orchestration.trainer import run_sft, save_policy, train
 from engine.synth import synthesize
 from engine.telemetry.metrics import read_metrics
 
@@ -34,10 +37,10 @@ def fresh_data_dir(out: Path) -> Path:
     """out/data, emptied first when it holds a previous demo's dataset (and refused when it holds anything else)."""
     data = out / "data"
     if data.exists():
-        ours = {"videos", "videos.jsonl", "train.jsonl", "eval.jsonl"}
-        if not (data / "videos.jsonl").is_file() or any(p.name not in ours for p in data.iterdir()):
-            raise ConfigError("trainer.output_dir", f"{data} exists and is not a dataset the demo rendered; "
-                                                    "choose another trainer.output_dir")
+        try:
+            check_writable(data.resolve())
+        except DatasetError as e:
+            raise ConfigError("trainer.output_dir", f"{e}; choose another trainer.output_dir") from None
         shutil.rmtree(data)
     return data
 
@@ -46,8 +49,8 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = replace(cfg, data=replace(cfg.data, dir=str(fresh_data_dir(out))))
-    ensure_dataset(cfg.data, log)
+    # The demo is the synthetic learning proof: it renders its own data, whatever data.train_files say.
+    cfg = replace(cfg, data=replace(cfg.data, dir=str(fresh_data_dir(out)), train_files=[], val_files=[]))
     agent = cfg.rollout.mode == "agent"
 
     def evaluate(stage: str, session=None, result: dict | None = None, **ablation) -> dict:
@@ -69,8 +72,7 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
         raise RuntimeError("synthesis kept no trajectory; nothing to fine-tune on")
     run_sft(cfg, session, log, trajectories)
     sft_dir = out / "sft"
-    session.model.save_pretrained(sft_dir)
-    session.tokenizer.save_pretrained(sft_dir)
+    save_policy(session.model, session.tokenizer, sft_dir, model_dir(cfg.model.path, cfg.model.seed))
     stages["sft"] = evaluate("sft", session)
 
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)), sft=replace(cfg.sft, steps=0),

@@ -52,7 +52,8 @@ def _blank(clip):
 def blanked(rollout: GroupedRollout) -> GroupedRollout:
     """A rollout engine over the same backend whose every frame is blank (its own prompt cache)."""
     return GroupedRollout(rollout.backend, rollout.tokenizer, BlankVideoService(rollout.video), rollout.frame_policy,
-                          rollout.merge_size, rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope)
+                          rollout.merge_size, rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope,
+                          relook_frames=rollout.loop.relook_frames, layout=rollout.layout)
 
 
 def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | None = None) -> dict:
@@ -69,11 +70,14 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
     results: list[tuple[object, float, float, int]] = []  # row, accuracy, format, tool calls
     for rid, (text, _) in direct.items():
         row = by_id[rid]
-        rew = score(text, row, format_text=text)
+        rew = score(text, row, format_text=text, numeric_tolerance=cfg.reward.numeric_tolerance,
+                    layout=cfg.reward.format_layout)
         results.append((row, rew.accuracy, rew.format, 0))
     results += scored_samples(cfg, batch.samples if batch is not None else [], by_id)
-    failed = (stats.failed_prompts if stats is not None else 0)
-    return summarise(results, failed, len(direct))
+    out = summarise(results, stats.failed_prompts if stats is not None else 0, len(direct))
+    if stats is not None and stats.errors:
+        out["failures"] = stats.errors  # "row id: reason" of each question whose video could not be read
+    return out
 
 
 def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:

@@ -8,9 +8,8 @@ from typing import Callable
 
 import torch
 
-from engine.config import Config, DataConfig
-from engine.data.dataset import load_rows, load_videos
-from engine.data.synthetic import make_dataset
+from engine.config import Config
+from engine.data.sources import Data, prepare
 from engine.model import load_policy
 from engine.native import mrope_config
 from engine.rollout.agent import LoopConfig
@@ -19,19 +18,6 @@ from engine.rollout.hf_backend import HFBackend
 from engine.video import FramePolicy, VideoService
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
-    """The dataset directory, rendered from cfg's seed first when it does not exist yet."""
-    root = Path(cfg.dir)
-    if not (root / "train.jsonl").is_file():
-        log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
-        make_dataset(
-            root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec,
-            width=cfg.width, height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s, task=cfg.task,
-            eval_fraction=cfg.eval_fraction,
-        )
-    return root
 
 
 @dataclass
@@ -47,13 +33,15 @@ class Session:
     end_id: int
 
 
-def build_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
-    root = ensure_dataset(cfg.data, log)
+def build_session(cfg: Config, log: Callable[[str], None] = print, data: Data | None = None,
+                  purpose: str = "train") -> Session:
+    """Checked rows first (engine/data/sources.py; `data` when the caller has them), then the policy."""
+    data = data if data is not None else prepare(cfg, purpose, cfg.trainer.output_dir, log)
     model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
-    records = load_videos(root)
+    records = data.records
     return Session(
-        train_rows=load_rows(root / "train.jsonl"),
-        eval_rows=load_rows(root / "eval.jsonl"),
+        train_rows=data.train,
+        eval_rows=data.eval,
         records=records,
         model=model,
         tokenizer=tokenizer,
@@ -68,12 +56,15 @@ def build_backend(cfg: Config):
         from transformers import AutoConfig, AutoTokenizer
 
         from engine.model import model_dir
+        from engine.model.loading import check_vocab
         from engine.rollout.vllm_backend import VLLMBackend
 
         path = str(model_dir(cfg.model.path, cfg.model.seed))
+        tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
+        check_vocab(config, tokenizer)
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
         backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed)
-        return backend, AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
+        return backend, tokenizer, config
     model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
 
@@ -99,7 +90,8 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
         registry = ToolRegistry([offered.get(name) for name in r.tools])
     merge = model_config.vision_config.spatial_merge_size
     return GroupedRollout(backend, tokenizer, service, policy, merge, loop, registry, r.mode,
-                          mrope=mrope_config(model_config), relook_frames=r.relook_frames)
+                          mrope=mrope_config(model_config), relook_frames=r.relook_frames,
+                          layout=cfg.reward.format_layout)
 
 
 class PromptStream:

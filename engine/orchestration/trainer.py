@@ -18,13 +18,14 @@ import torch
 from engine.algo.advantages import advantages_for
 from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config
-from engine.data.dataset import load_rows
-from engine.learner.checkpoint import latest
+from engine.data.sources import Data, prepare
+from engine.errors import VthinkError
+from engine.learner.checkpoint import copy_processor_files, latest
 from engine.learner.policy import sft_step
-from engine.learner.sft import sft_batch, trajectory_batch
+from engine.learner.sft import has_target, sft_batch, trajectory_batch
 from engine.native import mrope_config
 from engine.orchestration.evaluation import scored_samples, summarise
-from engine.orchestration.session import PromptStream, Session, build_session, ensure_dataset
+from engine.orchestration.session import PromptStream, Session, build_session
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.hf_backend import SamplingParams
@@ -43,7 +44,17 @@ def run_sft(cfg: Config, s: Session, log: Log = print, trajectories: dict[str, l
     """Supervised warm-up. With `trajectories` ({row id: grounded turns}, engine/synth) each row's
     trajectory is replayed through the agent loop; without, the ground-truth Video-Thinker traces."""
     optimizer = torch.optim.AdamW(s.model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.optim.weight_decay)
-    rows = s.train_rows if trajectories is None else [r for r in s.train_rows if r.id in trajectories]
+    if trajectories is None:
+        rows = [r for r in s.train_rows if has_target(r, s.records)]
+        if not rows:
+            from engine.errors import ConfigError
+
+            raise ConfigError("sft.steps", "no training row has a reasoning trace to learn from (a `reasoning` "
+                                           "field, Video-R1's `process` or reasoning before the answer)")
+        if len(rows) < len(s.train_rows):
+            log(f"sft: {len(rows)} of {len(s.train_rows)} training rows have a reasoning trace; training on those")
+    else:
+        rows = [r for r in s.train_rows if r.id in trajectories]
     stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
     mrope = mrope_config(s.model.config)
@@ -62,14 +73,22 @@ def run_sft(cfg: Config, s: Session, log: Log = print, trajectories: dict[str, l
     return losses
 
 
-def sft_to_disk(cfg: Config, out: Path, log: Log = print) -> Path:
-    """Run the SFT warm-up and save the policy (HF layout) to `out`."""
-    s = build_session(cfg, log)
+def sft_to_disk(cfg: Config, out: Path, log: Log = print, data: Data | None = None) -> Path:
+    """Run the SFT warm-up and save the policy to `out`: HF layout in model.dtype, with the processor files,
+    so AutoProcessor / AutoModelForImageTextToText / vLLM load it as they load model.path."""
+    from engine.model import model_dir
+
+    s = build_session(cfg, log, data)
     run_sft(cfg, s, log)
-    s.model.save_pretrained(out)
-    s.tokenizer.save_pretrained(out)
+    save_policy(s.model, s.tokenizer, out, model_dir(cfg.model.path, cfg.model.seed))
     log(f"saved the SFT policy to {out}")
     return out
+
+
+def save_policy(model, tokenizer, out: Path, source: Path) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    copy_processor_files(source, out)
 
 
 def score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
@@ -94,11 +113,11 @@ def _policy_ids(cfg: Config) -> tuple[int, int, dict]:
 class Trainer:
     """Drives a Cluster step by step; its state (step, prompt stream, weight version) is checkpointed."""
 
-    def __init__(self, cfg: Config, cluster, log: Log = print):
+    def __init__(self, cfg: Config, cluster, log: Log = print, data: Data | None = None):
         self.cfg, self.cluster, self.log = cfg, cluster, log
-        root = ensure_dataset(cfg.data, log)
-        self.train_rows = load_rows(root / "train.jsonl")
-        self.eval_rows = load_rows(root / "eval.jsonl")
+        data = data if data is not None else prepare(cfg, "train", cfg.trainer.output_dir, log)
+        self.train_rows, self.eval_rows = data.train, data.eval
+        self.failed: list[str] = []  # "row id: reason" of every prompt whose rollout failed
         self.pad_id, self.video_id, self.mrope = _policy_ids(cfg)
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
         self.step = 0
@@ -126,6 +145,9 @@ class Trainer:
             batch, st = self.cluster.rollout(batch_rows, g, self.sampling(step, len(stats)))
             stats.append(st)
             m["failed_prompts"] += st.failed_prompts
+            for e in st.errors:  # a video that fails mid-run fails its prompt, named, never silently
+                self.log(f"step {step + 1}: prompt failed: {e}")
+            self.failed.extend(st.errors)
             rewards = score(cfg, batch, {r.id: r for r in batch_rows})
             scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
             return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
@@ -202,7 +224,10 @@ class Trainer:
         return history
 
     def evaluate(self) -> dict:
-        """Greedy answers to every held-out question with the current weights (engine/orchestration/evaluation.py)."""
+        """Greedy answers to every held-out question with the current weights (engine/orchestration/evaluation.py);
+        {} when the data has no held-out rows."""
+        if not self.eval_rows:
+            return {}
         batch, stats = self.cluster.rollout(self.eval_rows, 1, replace(self.sampling(-1), temperature=0.0))
         return summarise(scored_samples(self.cfg, batch.samples, {r.id: r for r in self.eval_rows}), stats.failed_prompts)
 
@@ -224,8 +249,10 @@ class Trainer:
 
 
 def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
-    """The main job. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/; the final
-    policy's greedy held-out eval: <output_dir>/eval.json."""
+    """The main job. Rows are checked first (bad rows: data.on_bad_row), then the optional SFT warm-up runs
+    and the cluster starts. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/;
+    data summary: <output_dir>/data.json (+ bad_rows.jsonl); the final policy's greedy held-out eval:
+    <output_dir>/eval.json."""
     from engine.orchestration.cluster import Cluster
 
     out = Path(cfg.trainer.output_dir)
@@ -235,19 +262,23 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         from engine.errors import ConfigError
 
         raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}")
+    data = prepare(cfg, "train", out, log)  # before any model loads
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.json").write_text(json.dumps(data.summary(), indent=2))
+    log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
+        + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
     if cfg.sft.steps:
         sft_dir = out / "sft"
         if not (resume and (sft_dir / "config.json").is_file()):
-            sft_to_disk(cfg, sft_dir, log)
+            sft_to_disk(cfg, sft_dir, log, data)
         cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
     if cfg.trainer.one_step_off:
         cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))
-    (out).mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
-    cluster = Cluster(cfg, log)
+    cluster = Cluster(cfg, log, records=data.records)
     try:
-        trainer = Trainer(cfg, cluster, log)
+        trainer = Trainer(cfg, cluster, log, data)
         if last is not None:
             trainer.resume(str(last))
             log(f"resumed from {last} at step {trainer.step}")
@@ -256,15 +287,25 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         if last is not None:  # drop metrics of steps the checkpoint does not contain
             kept = [m for m in read_metrics(metrics_log.path) if m["step"] < trainer.step]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
-        trainer.run(cfg.trainer.steps, metrics_log)
+        history = trainer.run(cfg.trainer.steps, metrics_log)
+        if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn from
+            metrics_log.close()
+            raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "
+                              + "; ".join(trainer.failed[:5]))
+        summary = {**data.summary(), "failed_prompts": len(trainer.failed), "failures": trainer.failed[:100]}
+        (out / "data.json").write_text(json.dumps(summary, indent=2))
         final_eval = trainer.evaluate()
-        (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
+        if final_eval:
+            (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
         path = trainer.checkpoint()
         metrics_log.close()
         history = read_metrics(metrics_log.path)
         log(summary_table(history))
-        log(f"held-out: {final_eval['questions']} questions | accuracy {final_eval['accuracy']:.3f} | "
-            f"format {final_eval['format']:.3f}")
+        if final_eval:
+            log(f"held-out: {final_eval['questions']} questions | accuracy {final_eval['accuracy']:.3f} | "
+                f"format {final_eval['format']:.3f}")
+        else:
+            log("held-out: none (no data.val_files)")
         log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
         log(f"final policy (Hugging Face layout): {path}")
         return history

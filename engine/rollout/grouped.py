@@ -43,7 +43,7 @@ class GroupedRollout:
 
     def __init__(self, backend: Backend, tokenizer, video_service, frame_policy, merge_size: int,
                  loop: LoopConfig | None = None, registry=None, mode: str = "thinker", mrope: dict | None = None,
-                 relook_frames: int | None = None):
+                 relook_frames: int | None = None, layout: str = "video_thinker"):
         self.backend = backend
         self.tokenizer = tokenizer
         self.video = video_service
@@ -55,6 +55,7 @@ class GroupedRollout:
             raise ValueError("agent mode needs LoopConfig(tools=True)")
         self.registry = registry
         self.mrope = mrope
+        self.layout = layout  # reward.format_layout: which answer layout the system prompt asks for
         self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, merge_size=merge_size, registry=registry,
                               relook_frames=relook_frames)
         self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
@@ -76,7 +77,7 @@ class GroupedRollout:
         video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t),
                            float(clip.start_s), float(clip.end_s))
         tools = self.registry.schemas() if self.mode == "agent" else None
-        messages = build_messages(row, self.mode, self.loop_cfg.relook)
+        messages = build_messages(row, self.mode, self.loop_cfg.relook, self.layout)
         text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         ids = expand_vision_pads(ids, [video.grid_thw], self.merge_size, self.video_pad_id)

@@ -15,23 +15,38 @@ AGENT_PROMPT = (
     "<think>your analysis</think>, then give the final answer as <answer>X</answer>."
 )
 
+# reward.format_layout "r1": think, then answer (Video-R1's layout).
+R1_PROMPT = ("Watch the video and answer the question. First think it through inside <think> </think>, "
+             "then give the final answer inside <answer> </answer>.")
+# What the answer should look like, per kind (the instruction after the question).
+ANSWER_HINTS = {
+    "mcq": "Answer with the option's letter.",
+    "grounding": "Answer with a time span MM:SS-MM:SS.",
+    "numerical": "Answer with a number.",
+    "regression": "Answer with a number.",
+    "ocr": "Answer with the text, transcribed exactly.",
+    "free-form": "Answer in words.",
+}
+
 
 def question_text(row) -> str:
-    """The user's question, with lettered options for multiple choice."""
+    """The user's question, with lettered options for multiple choice, and the answer's expected form."""
+    if row.kind not in ANSWER_HINTS:
+        raise ValueError(f"row {row.id}: unknown question kind {row.kind!r}")
     if row.kind == "mcq":
-        letters = "ABCDEFGH"
-        options = "\n".join(f"{letters[i]}. {opt}" for i, opt in enumerate(row.options))
-        return f"{row.question}\n{options}\nAnswer with the option's letter."
-    if row.kind == "numeric":
-        return f"{row.question}\nAnswer with a number."
-    return f"{row.question}\nAnswer with a time span MM:SS-MM:SS."
+        options = "\n".join(f"{chr(ord('A') + i)}. {opt}" for i, opt in enumerate(row.options))
+        return f"{row.question}\n{options}\n{ANSWER_HINTS['mcq']}"
+    return f"{row.question}\n{ANSWER_HINTS[row.kind]}"
 
 
-def build_messages(row, mode: str = "thinker", relook: bool = False) -> list[dict]:
+def build_messages(row, mode: str = "thinker", relook: bool = False, layout: str = "video_thinker") -> list[dict]:
     """System + user turns; in "agent" mode pass the registry's schemas as `tools=` to the template."""
     if mode not in ("thinker", "agent"):
         raise ValueError(f"unknown rollout mode {mode!r}; expected 'thinker' or 'agent'")
-    system = AGENT_PROMPT if mode == "agent" else RELOOK_PROMPT if relook else SYSTEM_PROMPT
+    if layout == "r1" and mode == "thinker" and not relook:
+        system = R1_PROMPT
+    else:
+        system = AGENT_PROMPT if mode == "agent" else RELOOK_PROMPT if relook else SYSTEM_PROMPT
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question_text(row)}]},

@@ -68,21 +68,7 @@ def probe(path: str) -> VideoMeta:
     file_id(path)
     with open_container(path) as container:
         stream = video_stream(container, path)
-        ctx = stream.codec_context
-        if ctx is None or not ctx.name:
-            tag = getattr(stream, "codec_tag", "") or "unknown"
-            raise VideoDecodeError(f"{path}: unsupported video codec (tag {tag!r}: FFmpeg has no decoder for it)")
-        codec = ctx.name
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0:
-            raise VideoDecodeError(f"{path}: video stream reports a {width}x{height} frame size")
-        if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_FRAME_PIXELS:
-            raise VideoDecodeError(f"{path}: absurd frame size {width}x{height} (limit {MAX_SIDE} per side, "
-                                   f"{MAX_FRAME_PIXELS} pixels)")
-        try:
-            av.codec.Codec(codec, "r")
-        except Exception:
-            raise VideoDecodeError(f"{path}: unsupported video codec {codec!r} (no decoder available)") from None
+        codec, width, height = _header(stream, path)
         time_base = stream.time_base or Fraction(1, 1)
         pts: list[tuple[int, bool]] = []
         counter = 0
@@ -118,6 +104,34 @@ def probe(path: str) -> VideoMeta:
                          height=height, codec=codec, frame_times_s=times, keyframes=keyframes,
                          frame_pts=tuple(p for p, _ in pts), time_base=Fraction(time_base))
 
+
+
+def check_header(path: str) -> None:
+    """Raise VideoDecodeError unless `path` is a file whose container header and video stream a decoder can
+    read (codec, frame size): what `vthink data check` asks of every row's video, with no packet read."""
+    file_id(path)
+    with open_container(path) as container:
+        _header(video_stream(container, path), path)
+
+
+def _header(stream, path: str) -> tuple[str, int, int]:
+    """(codec, width, height) of a video stream, or VideoDecodeError."""
+    ctx = stream.codec_context
+    if ctx is None or not ctx.name:
+        tag = getattr(stream, "codec_tag", "") or "unknown"
+        raise VideoDecodeError(f"{path}: unsupported video codec (tag {tag!r}: FFmpeg has no decoder for it)")
+    codec = ctx.name
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoDecodeError(f"{path}: video stream reports a {width}x{height} frame size")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_FRAME_PIXELS:
+        raise VideoDecodeError(f"{path}: absurd frame size {width}x{height} (limit {MAX_SIDE} per side, "
+                               f"{MAX_FRAME_PIXELS} pixels)")
+    try:
+        av.codec.Codec(codec, "r")
+    except Exception:
+        raise VideoDecodeError(f"{path}: unsupported video codec {codec!r} (no decoder available)") from None
+    return codec, width, height
 
 
 def _check_complete(path: str, container, stream, found: int, found_s: float, fps: float) -> None:

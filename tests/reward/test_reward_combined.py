@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.config import RewardConfig
 from engine.reward import numeric_reward, parse_number, score, score_sample, tool_use_reward
 from engine.rollout.batch import Sample, ToolEvent
 
@@ -56,7 +57,7 @@ def test_agent_samples_are_format_scored_on_their_last_turn():
     final = GOOD.format("A")
     s = Sample(0, "q", [1], [2], [0.0], response_text=call + final, final_text=final,
                tool_trace=[ToolEvent(0, "tool", "frame_zoom", {}, True, "ok"), ToolEvent(1, "error", None, "x", False, "e")])
-    cfg = SimpleNamespace(accuracy_weight=1.0, format_weight=1.0, tool_weight=1.0, numeric_tolerance=0.0)
+    cfg = RewardConfig(tool_weight=1.0)
     agent = score_sample(s, row, cfg, agent=True)
     assert (agent.accuracy, agent.format, agent.tool) == (1.0, 1.0, 0.5)
     assert score_sample(s, row, cfg, agent=False).format == 0.0  # the whole text is not Video-Thinker format
