@@ -169,8 +169,9 @@ class TrainerConfig:
 @dataclass
 class RayConfig:
     address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
-    rollout_workers: int = 2
-    learners: int = 2  # FSDP2 ranks
+    # "auto": from cores, memory and GPUs (engine/orchestration/placement.py), printed at start.
+    rollout_workers: int | Literal["auto"] = "auto"
+    learners: int | Literal["auto"] = "auto"  # FSDP2 ranks
     colocate: bool = False  # on GPUs: learner rank i and rollout worker i share GPU i (needs equal counts)
     sync_bucket_mb: int | None = None  # flat bucket size of the weight broadcast; None: 16 on gloo, 256 on NCCL
     sync_checksum: bool = True  # rollout workers verify every bucket
@@ -240,8 +241,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trainer.prompts_per_step": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.eval_every": (lambda v: v >= 0, "an integer >= 0"),
     "trainer.checkpoint_every": (lambda v: v >= 0, "an integer >= 0"),
-    "ray.rollout_workers": (lambda v: v >= 1, "an integer >= 1"),
-    "ray.learners": (lambda v: v >= 1, "an integer >= 1"),
+    "ray.rollout_workers": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
+    "ray.learners": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
     "ray.sync_bucket_mb": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
 }
 
@@ -332,7 +333,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise ConfigError(dotted, f"expected {expected}, got {value!r}")
-    if cfg.ray.colocate and cfg.ray.rollout_workers != cfg.ray.learners:
+    if cfg.ray.colocate and "auto" not in (cfg.ray.rollout_workers, cfg.ray.learners) and (
+            cfg.ray.rollout_workers != cfg.ray.learners):
         raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "
                                           f"{cfg.ray.rollout_workers} and {cfg.ray.learners}")
     if cfg.rollout.top_p < 1 and (cfg.learner.old_logp == "rollout" or cfg.trainer.one_step_off):

@@ -116,7 +116,7 @@ def read_file(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def detect_format(raw: dict) -> str:
-    if "problem_type" in raw or "problem" in raw or "solution" in raw:
+    if any(k in raw for k in ("problem_id", "problem", "problem_type", "solution")):
         return "video_r1"
     if "video_id" in raw and "kind" in raw and "split" in raw:
         return "vthink"

@@ -7,6 +7,7 @@ group is rebuilt and the restarted worker has the current weights, so no sample 
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import fields, replace
@@ -28,6 +29,17 @@ _QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS":
               "TOKENIZERS_PARALLELISM": "false"}
 
 
+class _TokenAuthNotice(logging.Filter):
+    """Drops Ray's notice that a new local cluster has token authentication on (its secure default, which vthink
+    keeps): it is printed on every run and asks for nothing. The warning that auth is *off* still prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthNotice())
+
+
 def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
     bounds = [n * k // parts for k in range(parts + 1)]
@@ -46,6 +58,9 @@ class Cluster:
     def __init__(self, cfg: Config, log: Callable[[str], None] = print, records: dict | None = None):
         """`records`: the video records of the checked data (engine/data/sources.py), read here, in the driver,
         when not given; rollout workers never read or write the dataset themselves."""
+        from engine.orchestration.placement import resolve
+
+        cfg = resolve(cfg, log)
         self.cfg = cfg
         self.log = log
         if records is None:

@@ -25,6 +25,7 @@ from engine.learner.policy import sft_step
 from engine.learner.sft import has_target, sft_batch, trajectory_batch
 from engine.native import mrope_config
 from engine.orchestration.evaluation import scored_samples, summarise
+from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, Session, build_session
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
@@ -274,6 +275,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
     if cfg.trainer.one_step_off:
         cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))
+    cfg = resolve_placement(cfg, log)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
     cluster = Cluster(cfg, log, records=data.records)

@@ -6,6 +6,7 @@ forward with full logits, kernels' eager verl-semantics GRPO loss, torch AdamW, 
 """
 import copy
 import datetime
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -98,6 +99,14 @@ def _worker(rank, scenario, port, data, out):
             res["grads_after_nan"] = [p.grad for p in learner.policy.parameters() if p.grad is not None]
             learner.save_checkpoint(ckpt, {"data_position": 9})
             learner.save_checkpoint(ckpt, {"data_position": 9})  # same step again: replaced, not duplicated
+        # model.dtype=bfloat16: the HF files hold bf16, the fp32 master weights come back exactly on resume.
+        bf16 = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
+        bf16.update(d["batch"], d["adv1"])
+        res["bf16/w"] = _full_weights(bf16)
+        res["bf16/path"] = str(bf16.save_checkpoint(str(Path(out) / "ckpt_bf16"), {}))
+        again = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
+        again.load_checkpoint(res["bf16/path"])
+        res["bf16/w_loaded"] = _full_weights(again)
     else:
         name, (extra, opts) = "whole", LEARNERS["whole"]
         learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
@@ -325,6 +334,24 @@ def test_checkpoint_dirs_are_atomic_pruned_and_load_with_plain_transformers(run)
     tok = AutoTokenizer.from_pretrained(step1)
     assert tok.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
     assert (step1 / "preprocessor_config.json").is_file()
+
+
+def test_checkpoints_are_saved_in_model_dtype_and_resume_the_fp32_master(run):
+    from safetensors import safe_open
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText
+
+    r0 = run["main"][0]
+    step = Path(r0["bf16/path"])
+    with safe_open(str(step / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes == {"BF16"}
+    assert json.loads((step / "config.json").read_text())["dtype"] == "bfloat16"
+    assert any(w.dtype == torch.float32 and (w != w.to(torch.bfloat16).float()).any() for w in r0["bf16/w"].values())
+    _assert_weights_close(r0["bf16/w_loaded"], r0["bf16/w"], atol=0.0)  # the master, not the bf16 export
+    model = AutoModelForImageTextToText.from_pretrained(step)
+    assert model.dtype == torch.bfloat16
+    assert AutoImageProcessor.from_pretrained(step).merge_size == model.config.vision_config.spatial_merge_size
+    assert (step / "video_preprocessor_config.json").is_file() and (step / "chat_template.jinja").is_file()
 
 
 def test_uneven_shards_and_text_only_ranks_stay_in_lockstep(run):

@@ -1,0 +1,64 @@
+"""`vthink sft` on the user's rows: their reasoning traces are the targets, and the saved folder is a complete model
+folder in model.dtype (processor files included), loadable by plain transformers."""
+import json
+
+import pytest
+import torch
+
+from engine.config import ConfigError, load_config
+from engine.data.synthetic import make_dataset
+from engine.learner.checkpoint import PROCESSOR_FILES
+from engine.learner.sft import target_response
+from engine.model import model_dir
+from engine.orchestration.trainer import sft_to_disk
+
+
+@pytest.fixture(scope="module")
+def r1_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("r1sft")
+    made = make_dataset(root / "render", num_videos=2, seed=2, width=128, height=64, duration_s=2.0)
+    clips = sorted((made.dir / "videos").iterdir())
+    rows = [{"problem_id": i, "problem": "Which colour appears?", "data_type": "video",
+             "problem_type": "multiple choice", "options": ["A. red", "B. blue"],
+             "process": "<think>the shape is blue</think>", "solution": "<answer>B</answer>", "path": str(clips[i % 2])}
+            for i in range(4)]
+    rows.append({**rows[0], "problem_id": 9, "process": None})  # no trace: left out of SFT, not an error
+    (root / "train.json").write_text(json.dumps(rows))
+    return root / "train.json"
+
+
+def test_sft_trains_on_the_rows_traces_and_saves_a_complete_folder(r1_file, tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+    cfg = load_config(None, [f"data.train_files=[{r1_file}]", "sft.steps=2", "sft.batch_size=2",
+                             "model.dtype=bfloat16", f"trainer.output_dir={tmp_path}"])
+    logs = []
+    out = sft_to_disk(cfg, tmp_path / "sft", logs.append)
+    assert any("4 of 5 training rows have a reasoning trace" in line for line in logs)
+    source = model_dir(None)
+    for name in PROCESSOR_FILES:
+        assert (out / name).is_file() == (source / name).is_file()
+    assert (out / "preprocessor_config.json").is_file() and (out / "video_preprocessor_config.json").is_file()
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert model.dtype == torch.bfloat16
+    assert AutoImageProcessor.from_pretrained(out).merge_size == 2
+    assert len(AutoTokenizer.from_pretrained(out)) == model.config.text_config.vocab_size
+
+
+def test_sft_target_is_the_trace_then_the_answer(r1_file):
+    from engine.data.sources import load_data
+
+    cfg = load_config(None, [f"data.train_files=[{r1_file}]"])
+    row = load_data(cfg.data).train[0]
+    assert target_response(row) == "<think>the shape is blue</think>\n<answer>B</answer>"
+
+
+def test_sft_without_any_trace_is_a_config_error(r1_file, tmp_path):
+    rows = json.loads(r1_file.read_text())
+    for r in rows:
+        r["process"] = None
+    f = tmp_path / "notrace.json"
+    f.write_text(json.dumps(rows))
+    cfg = load_config(None, [f"data.train_files=[{f}]", "sft.steps=1", f"trainer.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="sft.steps"):
+        sft_to_disk(cfg, tmp_path / "sft", lambda _: None)
