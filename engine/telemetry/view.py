@@ -17,6 +17,22 @@ def _cell(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
 
 
+def _data_section(run: Path) -> str:
+    """Rows used, rows skipped by reason (bad_rows.jsonl) and prompts that failed mid-run, from data.json."""
+    path = run / "data.json"
+    if not path.is_file():
+        return ""
+    d = json.loads(path.read_text())
+    lines = [f"rows: {d.get('train_rows', 0)} training, {d.get('eval_rows', 0)} held-out; "
+             f"{d.get('bad_rows', 0)} bad rows skipped"]
+    lines += [f"  {reason}: {n}" for reason, n in d.get("bad_by_reason", {}).items()]
+    if d.get("bad_rows"):
+        lines.append("  (each one listed in bad_rows.jsonl)")
+    lines.append(f"prompts that failed during the run: {d.get('failed_prompts', 0)}")
+    lines += [f"  {f}" for f in d.get("failures", [])[:50]]
+    return f"<h2>Data</h2><pre>{html.escape(chr(10).join(lines))}</pre>"
+
+
 def render_run(run_dir: str | Path) -> Path:
     """Write <run_dir>/report.html from metrics.jsonl (and config.json when present); returns its path."""
     run = Path(run_dir)
@@ -32,6 +48,7 @@ def render_run(run_dir: str | Path) -> Path:
     config = run / "config.json"
     config_html = (f"<h2>Config</h2><pre>{html.escape(json.dumps(json.loads(config.read_text()), indent=2))}</pre>"
                    if config.is_file() else "")
+    data_html = _data_section(run)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vthink run {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
@@ -39,6 +56,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} pre{{background:
 <body><h1>vthink run: {html.escape(str(run))}</h1>
 <img alt="reward per step" src="data:image/png;base64,{png}">
 <h2>Summary</h2><pre>{html.escape(summary_table(history))}</pre>
+{data_html}
 <h2>Per step</h2><table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>
 {rows}
 </table>

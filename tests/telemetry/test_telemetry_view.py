@@ -18,6 +18,20 @@ def test_view_writes_a_page_with_plot_steps_and_config(tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
+def test_view_reports_skipped_rows_and_failed_prompts(tmp_path):
+    log = MetricsLog(tmp_path, 1, tensorboard=False)
+    log.write({"step": 0, "reward_mean": 0.5, "accuracy": 0.5, "format": 1.0, "loss": 0.0})
+    (tmp_path / "data.json").write_text(json.dumps({
+        "train_rows": 9, "eval_rows": 3, "bad_rows": 5, "bad_by_reason": {"video does not decode": 4, "missing field": 1},
+        "failed_prompts": 1, "failures": ["q7: <script>alert(1)</script>.mp4: truncated file"]}))
+    assert main(["view", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "9 training, 3 held-out; 5 bad rows skipped" in page
+    assert "video does not decode: 4" in page and "missing field: 1" in page
+    assert "prompts that failed during the run: 1" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in page
+
+
 def test_view_and_bench_reject_what_is_not_there(tmp_path, capsys):
     assert main(["view", str(tmp_path / "nope")]) == 2
     assert "metrics.jsonl" in capsys.readouterr().err
