@@ -164,6 +164,10 @@ class TrainerConfig:
     eval_every: int = 0  # GRPO steps between held-out evaluations; 0 = only at the end
     checkpoint_every: int = 0  # GRPO steps between checkpoints; 0 = only at the end
     wandb_project: str | None = None  # also log metrics to this wandb project (when wandb is installed)
+    # <output_dir>/rollouts/step-N.jsonl every trace_every steps (and eval-N.jsonl at each eval); 0 = never;
+    # "auto" = every step with the embedded tiny model, every 10 otherwise.
+    trace_every: int | Literal["auto"] = "auto"
+    trace_samples: int = 8  # samples per traced step: the best and the worst of each group first
 
 
 @dataclass
@@ -241,6 +245,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trainer.prompts_per_step": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.eval_every": (lambda v: v >= 0, "an integer >= 0"),
     "trainer.checkpoint_every": (lambda v: v >= 0, "an integer >= 0"),
+    "trainer.trace_every": (lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0"),
+    "trainer.trace_samples": (lambda v: v >= 1, "an integer >= 1"),
     "ray.rollout_workers": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
     "ray.learners": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
     "ray.sync_bucket_mb": (lambda v: v is None or v >= 1, "null or an integer >= 1"),

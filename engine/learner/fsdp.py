@@ -201,7 +201,8 @@ class FSDPLearner:
         return (seqs / n_seqs if n_seqs else 0.0), w_tok
 
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
-        """One GRPO optimizer step on the full `batch` (identical on every rank). Returns global metrics."""
+        """One GRPO optimizer step on the full `batch` (identical on every rank). Returns global metrics (floats,
+        and `logp_gap_per_sample`: each row's max |rollout - learner| log-prob, when the batch has rollout_logp)."""
         algo = self.cfg.algo
         batch, lay = self._prepare(batch, advantages)
         mode = self.options.old_logp
@@ -213,6 +214,7 @@ class FSDPLearner:
         self.policy.train()
         sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
         gap_max = torch.zeros((), dtype=torch.float64, device=self.device)
+        row_gap = torch.zeros(batch["loss_mask"].shape[0], dtype=torch.float64, device=self.device)
         micro = self._micro_batches(lay)
         for rows, real in micro:
             mb_cpu = microbatch.select(batch, lay, rows)
@@ -245,6 +247,7 @@ class FSDPLearner:
                     diff = (logp.detach() - mb["rollout_logp"]).abs() * mask
                     gap = diff.sum() / mask.sum().clamp_min(1)
                     gap_max = torch.maximum(gap_max, diff.max().double())
+                    row_gap[torch.tensor(rows, device=self.device)] = diff.max(dim=1).values.double()
                 part = torch.stack([loss, stats["clip_frac"], stats["approx_kl"], stats["kl"], stats["ratio_mean"],
                                     stats["entropy_mean"], gap.float(), (~torch.isfinite(loss)).float()]).double()
                 weights = torch.tensor([w_agg, w_tok, w_tok, w_agg, w_tok, w_tok, w_tok, 1.0], dtype=torch.float64,
@@ -253,6 +256,7 @@ class FSDPLearner:
                 sums += torch.where(weights == 0, torch.zeros_like(part), part * weights)
         dist.all_reduce(sums)
         dist.all_reduce(gap_max, op=dist.ReduceOp.MAX)
+        dist.all_reduce(row_gap, op=dist.ReduceOp.MAX)  # each row was measured on exactly one rank
         metrics = dict(zip(_SUMS, sums.tolist()))
         metrics["logp_gap_max"] = float(gap_max)
         nonfinite = metrics.pop("nonfinite") > 0 or not math.isfinite(metrics["loss"])
@@ -273,6 +277,8 @@ class FSDPLearner:
         if "rollout_logp" not in batch:
             metrics.pop("logp_gap_mean")
             metrics.pop("logp_gap_max")
+        else:
+            metrics["logp_gap_per_sample"] = row_gap.tolist()  # per batch row; the trainer's traces show it
         metrics.update(grad_norm=grad_norm, tokens=n_tokens, sequences=n_seqs, micro_batches=float(len(micro)),
                        lr=self.scheduler.get_last_lr()[0], skipped=float(nonfinite),
                        skipped_total=float(self.skipped), step=float(self.step))

@@ -21,6 +21,7 @@ from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import VthinkError
 from engine.learner.checkpoint import copy_processor_files, latest
+from engine.model.loading import TINY_NAMES
 from engine.learner.policy import sft_step
 from engine.learner.sft import has_target, sft_batch, trajectory_batch
 from engine.native import mrope_config
@@ -33,6 +34,7 @@ from engine.rollout.hf_backend import SamplingParams
 from engine.telemetry.metrics import MetricsLog, read_metrics
 from engine.telemetry.phases import PhaseTimer
 from engine.telemetry.report import plot_rewards, summary_table
+from engine.telemetry.traces import TraceWriter, choose
 
 Log = Callable[[str], None]
 # Above this, rollout and learner log-probs of the same tokens on the same weights disagree for a reason
@@ -119,6 +121,9 @@ class Trainer:
         data = data if data is not None else prepare(cfg, "train", cfg.trainer.output_dir, log)
         self.train_rows, self.eval_rows = data.train, data.eval
         self.failed: list[str] = []  # "row id: reason" of every prompt whose rollout failed
+        every = cfg.trainer.trace_every
+        self.trace_every = (1 if cfg.model.path in TINY_NAMES else 10) if every == "auto" else every
+        self.tracer = TraceWriter(cfg.trainer.output_dir) if self.trace_every else None
         self.pad_id, self.video_id, self.mrope = _policy_ids(cfg)
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
         self.step = 0
@@ -183,6 +188,8 @@ class Trainer:
         with self.timer.phase("update"):
             learner = self.cluster.update(batch.tensors(self.pad_id, self.video_id), adv)
         learner.pop("step", None)  # the learner's optimizer-step count; the trainer's step is the one logged
+        for x, gap in zip(batch.samples, learner.pop("logp_gap_per_sample", [])):
+            x.metrics["logp_gap_max"] = gap
         m.update(learner)
         self.cluster.version += 1
         with self.timer.phase("sync"):
@@ -207,6 +214,8 @@ class Trainer:
             else:
                 batch, rewards, m = self.rollout(step)
             m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
+            if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
+                self.trace(step, "train", batch.samples, rewards, metrics_log)
             self.step += 1
             if cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0 and self.step < until:
                 m.update({f"eval_{k}": v for k, v in self.evaluate().items() if isinstance(v, (int, float))})
@@ -230,7 +239,23 @@ class Trainer:
         if not self.eval_rows:
             return {}
         batch, stats = self.cluster.rollout(self.eval_rows, 1, replace(self.sampling(-1), temperature=0.0))
-        return summarise(scored_samples(self.cfg, batch.samples, {r.id: r for r in self.eval_rows}), stats.failed_prompts)
+        by_id = {r.id: r for r in self.eval_rows}
+        if self.tracer and batch.samples:
+            rewards = [score_sample(x, by_id[x.row_id], self.cfg.reward, self.cfg.rollout.mode == "agent")
+                       for x in batch.samples]
+            self.trace(self.step, "eval", batch.samples, rewards)
+        return summarise(scored_samples(self.cfg, batch.samples, by_id), stats.failed_prompts)
+
+    def trace(self, step: int, split: str, samples: list, rewards: list, metrics_log: MetricsLog | None = None):
+        """rollouts/step-<step>.jsonl (or eval-<step>.jsonl): trainer.trace_samples samples, best and worst first
+        (every held-out answer, up to 8x that, for evals); a few also to TensorBoard / wandb."""
+        budget = self.cfg.trainer.trace_samples * (8 if split == "eval" else 1)
+        keep = choose([r.total for r in rewards], [x.group for x in samples], budget)
+        rows = {r.id: r for r in (self.train_rows if split == "train" else self.eval_rows)}
+        lines = self.tracer.lines(step, split, [samples[i] for i in keep], [rewards[i] for i in keep], rows)
+        self.tracer.write(f"step-{step}" if split == "train" else f"eval-{step}", lines)
+        if metrics_log is not None:
+            metrics_log.traces(step, lines[:4], self.tracer.dir)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -299,6 +324,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         final_eval = trainer.evaluate()
         if final_eval:
             (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
+            metrics_log.write({"step": trainer.step - 1, **{f"eval_{k}": v for k, v in final_eval.items()
+                                                           if isinstance(v, (int, float))}})
         path = trainer.checkpoint()
         metrics_log.close()
         history = read_metrics(metrics_log.path)

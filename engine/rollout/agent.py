@@ -304,4 +304,5 @@ class AgentLoop:
             response_text="".join(t.texts), finished=t.finish_reason == "stop", response_mask=t.mask,
             videos=t.videos, finish_reason=t.finish_reason or "stop", seed=t.seed, turns=len(t.turn_starts),
             final_text="".join(t.texts[last:]), tool_trace=t.trace, counters=t.counters,
+            turn_texts=["".join(t.texts[a:b]) for a, b in zip(t.turn_starts, t.turn_starts[1:] + [len(t.texts)])],
         )

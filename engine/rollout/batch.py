@@ -61,6 +61,7 @@ class Sample:
     seed: int = 0  # the first turn's sampling seed
     turns: int = 1  # assistant turns generated
     final_text: str = ""  # the model's text in its last turn (after the last observation)
+    turn_texts: list[str] = field(default_factory=list)  # the model's text of each assistant turn, in order
     tool_trace: list[ToolEvent] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # bad-output categories -> count
     advantage: float = 0.0

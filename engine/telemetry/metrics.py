@@ -46,6 +46,29 @@ class MetricsLog:
             self.wandb.log(scalars, step=step)
         self.steps_done += 1
 
+    def traces(self, step: int, lines: list[dict], root: Path) -> None:
+        """A few traced samples (engine/telemetry/traces.py): text and frame strip to TensorBoard, a table to wandb."""
+        if self.tb is not None:
+            import numpy as np
+            from PIL import Image
+
+            for i, line in enumerate(lines):
+                self.tb.add_text(f"rollouts/{i}", _markdown(line), step)
+                strip = [np.asarray(Image.open(root / f["image"]).convert("RGB")) for f in line["frames"]]
+                if strip:
+                    h = min(a.shape[0] for a in strip)
+                    self.tb.add_image(f"rollouts/{i}/frames", np.concatenate([a[:h] for a in strip], axis=1), step,
+                                      dataformats="HWC")
+            self.tb.flush()
+        if self.wandb is not None:
+            import wandb
+
+            table = wandb.Table(columns=["row_id", "kind", "answer", "reward", "response"])
+            for line in lines:
+                table.add_data(line["row_id"], line["kind"], line["answer"], line["reward"]["total"],
+                               "\n".join(t["text"] for t in line["turns"]))
+            self.wandb.log({"rollouts": table}, step=step)
+
     def progress_line(self, step: int, metrics: dict) -> str:
         """`step 3/10 | reward 0.750 | acc 0.250 | ... | 12.3 tok/s | eta 0:40`."""
         elapsed = time.perf_counter() - self.start
@@ -70,3 +93,10 @@ class MetricsLog:
 
 def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _markdown(line: dict) -> str:
+    head = (f"**{line['row_id']}** ({line['kind']}) reward {line['reward']['total']:.3f}, "
+            f"answer `{line['answer']}`\n\n")
+    turns = "\n\n".join(f"*{t['role']}*: `{t['text'][:2000]}`" for t in line["turns"])
+    return head + turns

@@ -24,16 +24,22 @@ def summary_table(history: list[dict]) -> str:
 
 
 def plot_rewards(history: list[dict], path: Path) -> Path:
-    """Reward, accuracy and format reward per step, saved as a PNG."""
+    """Reward, accuracy and format reward per step (and held-out accuracy where evaluated), saved as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     steps = [m["step"] + 1 for m in history if "reward_mean" in m]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     for key, label in (("reward_mean", "reward"), ("accuracy", "accuracy"), ("format", "format")):
         ax.plot(steps, [m[key] for m in history if "reward_mean" in m], marker="o", label=label)
+    evals = [(m["step"] + 1, m["eval_accuracy"]) for m in history if isinstance(m.get("eval_accuracy"), (int, float))]
+    if evals:
+        ax.plot(*zip(*evals), marker="s", linestyle="--", label="held-out accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean over samples")
     ax.set_title("vthink: reward per step")

@@ -1,4 +1,5 @@
-"""`vthink view RUN_DIR`: one self-contained HTML page for a run: reward plot, summary, per-step metrics, config."""
+"""`vthink view RUN_DIR`: one self-contained HTML page for a run: reward plot, summary, data, the rollout trace
+browser (engine/telemetry/trace_page.py), per-step metrics, config. Nothing is fetched at view time."""
 from __future__ import annotations
 
 import base64
@@ -8,9 +9,12 @@ from pathlib import Path
 
 from engine.telemetry.metrics import read_metrics
 from engine.telemetry.report import plot_rewards, summary_table
+from engine.telemetry.trace_page import CSS, trace_section
+from engine.telemetry.traces import read_traces
 
-COLUMNS = ("step", "reward_mean", "accuracy", "format", "loss", "kl", "entropy", "clip_frac", "grad_norm",
-           "response_len", "tool_calls", "tokens_per_s", "time_rollout_s", "time_update_s", "time_sync_s")
+COLUMNS = ("step", "reward_mean", "accuracy", "format", "eval_accuracy", "loss", "kl", "entropy", "clip_frac",
+           "grad_norm", "logp_gap_max", "response_len", "tool_calls", "tokens_per_s", "time_rollout_s",
+           "time_update_s", "time_sync_s")
 
 
 def _cell(v) -> str:
@@ -34,7 +38,7 @@ def _data_section(run: Path) -> str:
 
 
 def render_run(run_dir: str | Path) -> Path:
-    """Write <run_dir>/report.html from metrics.jsonl (and config.json when present); returns its path."""
+    """Write <run_dir>/report.html from metrics.jsonl (and config.json, data.json, rollouts/ when present)."""
     run = Path(run_dir)
     metrics_path = run / "metrics.jsonl"
     if not metrics_path.is_file():
@@ -49,14 +53,17 @@ def render_run(run_dir: str | Path) -> Path:
     config_html = (f"<h2>Config</h2><pre>{html.escape(json.dumps(json.loads(config.read_text()), indent=2))}</pre>"
                    if config.is_file() else "")
     data_html = _data_section(run)
+    traces_html = trace_section(run, read_traces(run)) if (run / "rollouts").is_dir() else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vthink run {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}</style></head>
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}
+{CSS}</style></head>
 <body><h1>vthink run: {html.escape(str(run))}</h1>
 <img alt="reward per step" src="data:image/png;base64,{png}">
 <h2>Summary</h2><pre>{html.escape(summary_table(history))}</pre>
 {data_html}
+{traces_html}
 <h2>Per step</h2><table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>
 {rows}
 </table>

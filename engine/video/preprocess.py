@@ -149,3 +149,21 @@ def preprocess(frames: torch.Tensor, height: int, width: int) -> tuple[torch.Ten
     resized = resize_bicubic_pil(frames, height, width)
     pixel_values, grid = patchify(normalize(resized))
     return resized, pixel_values, grid
+
+
+def unpatchify(pixel_values: torch.Tensor, grid_thw: tuple[int, int, int]) -> torch.Tensor:
+    """The inverse of patchify: [t*h*w, C*2*14*14] -> float [2t, C, 14h, 14w] (normalised values)."""
+    gt, gh, gw = (int(x) for x in grid_thw)
+    c = pixel_values.shape[1] // (TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE)
+    p = pixel_values.reshape(gt, gh // MERGE_SIZE, gw // MERGE_SIZE, MERGE_SIZE, MERGE_SIZE, c,
+                             TEMPORAL_PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+    p = p.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)  # back to (gt, tp, C, gh/m, m_h, ph, gw/m, m_w, pw)
+    return p.reshape(gt * TEMPORAL_PATCH_SIZE, c, gh * PATCH_SIZE, gw * PATCH_SIZE)
+
+
+def denormalize(video: torch.Tensor) -> torch.Tensor:
+    """float [T, 3, H, W] (normalised) -> uint8 [T, H, W, 3]: the pixels the model was shown."""
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (video.float().cpu() * std + mean) * 255
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

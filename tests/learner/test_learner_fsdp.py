@@ -287,6 +287,15 @@ def test_fsdp_step_equals_single_process_reference(run, name):
     assert moved > 1e-4
 
 
+def test_per_sample_logp_gap_is_each_rows_max_over_its_loss_tokens(run):
+    batch, mask = run["batch"], _mask(run["batch"])
+    want = ((run["true_logp"] - batch["rollout_logp"]).abs() * mask).max(dim=1).values
+    for name in ("whole", "micro"):  # one shard per rank, and many micro-batches per rank
+        got = torch.tensor(run["main"][0][f"{name}/m1"]["logp_gap_per_sample"], dtype=torch.float32)
+        torch.testing.assert_close(got, want, atol=5e-5, rtol=0)
+        assert max(got.tolist()) == pytest.approx(run["main"][0][f"{name}/m1"]["logp_gap_max"], abs=1e-12)
+
+
 def test_micro_batching_equals_whole_shard(run):
     r0 = run["main"][0]
     _assert_step_matches(r0["micro/w1"], r0["whole/w1"], lr=1e-3)

@@ -26,12 +26,12 @@ def test_cpu_layout_follows_cores_and_shrinks_to_fit_memory():
     assert (small.rollout_workers, small.learners) == (1, 1)
     big = place(cfg(), 10_000_000, cores=32, gpus=0, memory=256 * GiB)
     assert (big.rollout_workers, big.learners) == (8, 2)
-    tight = place(cfg(), P_3B2, cores=32, gpus=0, memory=24 * GiB)
+    tight = place(cfg(), P_3B2, cores=32, gpus=0, memory=48 * GiB)
     assert (tight.rollout_workers, tight.learners) < (8, 2)
     _, _, total = estimate(P_3B2, tight.learners, tight.rollout_workers, 4, True, GiB)
-    assert total <= 0.85 * 24 * GiB and "MAY NOT FIT" not in tight.why
+    assert total <= 0.95 * 48 * GiB and "may not fit" not in tight.why
     hopeless = place(cfg(), 20 * P_3B2, cores=2, gpus=0, memory=24 * GiB)
-    assert (hopeless.rollout_workers, hopeless.learners) == (1, 1) and "MAY NOT FIT" in hopeless.why
+    assert (hopeless.rollout_workers, hopeless.learners) == (1, 1) and "may not fit" in hopeless.why
 
 
 def test_gpu_layout_is_one_actor_per_gpu():
