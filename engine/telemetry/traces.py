@@ -9,8 +9,9 @@ N steps), one JSON object per sample:
     turn: {"role": "assistant" | "tool", "text", "tool_call": {"name", "arguments", "ok", "error"} | null,
            "frames": [{"t": seconds, "image": "frames/<digest>-<k>.jpg"}]}
 
-Frames are the pixels the model was given (its patches, un-normalised), one per temporal patch, saved once
-per distinct clip as small JPEGs under rollouts/frames/: the G samples of a group share their prompt's.
+Frames are the pixels the model was given (its patches, un-normalised), saved once per distinct clip as small
+JPEGs under rollouts/frames/: the G samples of a group share their prompt's. A frame's time is the clip's start
+plus its index times half a temporal patch (second_per_grid_t / 2), as the model's positions see it.
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ class TraceWriter:
         if key not in self._saved:
             from PIL import Image
 
-            images = denormalize(unpatchify(pixels, video.grid_thw))[::2]  # one frame per temporal patch
+            images = denormalize(unpatchify(pixels, video.grid_thw))
+            step = video.second_per_grid_t / 2  # a temporal patch holds two frames
             out = []
             for k, img in enumerate(images.numpy()):
                 name = f"frames/{key}-{k}.jpg"
@@ -61,7 +63,7 @@ class TraceWriter:
                     im = Image.fromarray(img)
                     im.thumbnail((THUMB_PX, THUMB_PX))
                     im.save(self.dir / name, quality=85)
-                out.append({"t": round(video.start_s + k * video.second_per_grid_t, 3), "image": name})
+                out.append({"t": round(video.start_s + k * step, 3), "image": name})
             self._saved[key] = out
         return self._saved[key]
 

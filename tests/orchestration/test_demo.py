@@ -23,6 +23,11 @@ def test_demo_writes_demo_json_with_every_stage_and_ablation(tmp_path):
     for name in ("eval-base.json", "eval-grpo.json", "demo.png", "synth/trajectories.jsonl", "sft/config.json"):
         assert (out / name).is_file(), name
     assert (out / "data" / "videos.jsonl").is_file()
+    # The GRPO stage left traces of its step and of its final eval, with the prompts' frames on disk.
+    traces = [json.loads(x) for x in (out / "grpo" / "rollouts" / "step-0.jsonl").read_text().splitlines()]
+    assert traces and all(t["frames"] and t["turns"] for t in traces)
+    assert all((out / "grpo" / "rollouts" / f["image"]).is_file() for t in traces for f in t["frames"])
+    assert (out / "grpo" / "rollouts" / "eval-1.jsonl").is_file()
     # A second run starts from fresh data in the same place; a foreign folder there is refused.
     (out / "data" / "mine.txt").write_text("keep me")
     assert main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}"]) == 2
