@@ -121,6 +121,7 @@ class Trainer:
         data = data if data is not None else prepare(cfg, "train", cfg.trainer.output_dir, log)
         self.train_rows, self.eval_rows = data.train, data.eval
         self.failed: list[str] = []  # "row id: reason" of every prompt whose rollout failed
+        self.last_eval: dict | None = None  # the held-out eval after the last step run() trained
         every = cfg.trainer.trace_every
         self.trace_every = (1 if cfg.model.path in TINY_NAMES else 10) if every == "auto" else every
         self.tracer = TraceWriter(cfg.trainer.output_dir) if self.trace_every else None
@@ -201,7 +202,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self, until: int, metrics_log: MetricsLog) -> list[dict]:
-        """Train from self.step up to step `until` (exclusive); returns the new steps' metrics."""
+        """Train from self.step up to step `until` (exclusive); returns the new steps' metrics. Held-out evals run
+        every trainer.eval_every steps and after the last step (kept as self.last_eval)."""
         cfg, history = self.cfg, []
         pool = ThreadPoolExecutor(1) if cfg.trainer.one_step_off else None
         pending = pool.submit(self.rollout, self.step) if pool else None
@@ -217,8 +219,11 @@ class Trainer:
             if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
                 self.trace(step, "train", batch.samples, rewards, metrics_log)
             self.step += 1
-            if cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0 and self.step < until:
-                m.update({f"eval_{k}": v for k, v in self.evaluate().items() if isinstance(v, (int, float))})
+            if self.step == until or (cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0):
+                # Held-out results go into the step's metrics line; the last one is also the run's eval.json.
+                result = self.evaluate()
+                self.last_eval = result if self.step == until else None
+                m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
             if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
                 self.checkpoint()
             metrics_log.write(m)
@@ -321,11 +326,9 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                               + "; ".join(trainer.failed[:5]))
         summary = {**data.summary(), "failed_prompts": len(trainer.failed), "failures": trainer.failed[:100]}
         (out / "data.json").write_text(json.dumps(summary, indent=2))
-        final_eval = trainer.evaluate()
+        final_eval = trainer.last_eval if trainer.last_eval is not None else trainer.evaluate()
         if final_eval:
             (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
-            metrics_log.write({"step": trainer.step - 1, **{f"eval_{k}": v for k, v in final_eval.items()
-                                                           if isinstance(v, (int, float))}})
         path = trainer.checkpoint()
         metrics_log.close()
         history = read_metrics(metrics_log.path)

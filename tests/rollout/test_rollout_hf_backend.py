@@ -74,8 +74,14 @@ def test_a_sampled_placeholder_ends_the_continuation_before_it(session, prompts)
     # one ends the continuation, cut from the output.
     model = copy.deepcopy(session.model)
     pad = model.config.video_token_id
-    with torch.no_grad():  # make <|video_pad|> overwhelmingly likely
-        model.lm_head.weight[pad] = model.lm_head.weight.abs().max() * 50 * torch.sign(torch.randn(model.lm_head.weight.shape[1]))
+    # Make <|video_pad|> overwhelmingly likely at every position: an LM head with a bias on its row (a row of
+    # large weights alone would depend on the sign of each hidden state).
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[pad] = 1e4
+    model.lm_head = head
     be = HFBackend(model, session.tokenizer)
     assert {pad, session.tokenizer.pad_token_id} <= be.placeholder_ids
     for seed in range(3):

@@ -54,9 +54,8 @@ def run(tmp_path_factory):
     eval_lines = [dict(line, split="eval", step=2) for line in all_lines[:2]]
     writer.write("eval-2", eval_lines)
     log = MetricsLog(out, 2, tensorboard=False)
-    for step in range(2):
-        log.write({"step": step, "reward_mean": 0.5 * step, "accuracy": 0.5, "format": 0.5, "loss": 0.1})
-    log.write({"step": 1, "eval_accuracy": 0.5, "eval_format": 1.0})
+    log.write({"step": 0, "reward_mean": 0.0, "accuracy": 0.5, "format": 0.5, "loss": 0.1})
+    log.write({"step": 1, "reward_mean": 0.5, "accuracy": 0.5, "format": 0.5, "loss": 0.1, "eval_accuracy": 0.5})
     (out / "data.json").write_text(json.dumps({"train_rows": 3, "eval_rows": 1, "bad_rows": 1,
                                                "bad_by_reason": {"video not found": 1}, "failed_prompts": 0}))
     assert main(["view", str(out)]) == 0

@@ -94,3 +94,25 @@ def test_agent_trace_lines_hold_turns_tool_calls_and_frames(agent):
     assert [t["role"] for t in second["turns"]] == ["assistant"]
     assert len(list((writer.dir / "frames").iterdir())) == len(first["frames"]) + len(seen)
     assert read_traces(cfg.trainer.output_dir)[0]["row_id"] == row.id
+
+
+def test_traced_samples_reach_tensorboard_as_text_and_frame_strips(agent, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from engine.telemetry.metrics import MetricsLog
+
+    cfg, s, rollout = agent
+    row = next(r for r in s.train_rows if r.kind == "mcq")
+    samples = scripted_group(cfg, s, rollout, row)
+    rewards = [score_sample(x, row, cfg.reward, agent=True) for x in samples]
+    writer = TraceWriter(tmp_path / "run")
+    lines = writer.lines(0, "train", samples, rewards, {row.id: row})
+    log = MetricsLog(tmp_path / "run", 1)
+    log.traces(0, lines, writer.dir)
+    log.close()
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    assert {"rollouts/0/text_summary", "rollouts/1/text_summary"} <= set(acc.Tags()["tensors"])
+    text = acc.Tensors("rollouts/0/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert row.id in text and "frame_zoom" in text
+    image = acc.Images("rollouts/0/frames")[0]
+    assert image.width == sum(Image.open(writer.dir / f["image"]).size[0] for f in lines[0]["frames"])
