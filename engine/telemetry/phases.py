@@ -1,4 +1,5 @@
-"""Named phases (rollout, decode, tool, forward, backward, optimizer, sync): wall time per phase plus NVTX ranges."""
+"""Named phases of a step (the trainer times "update" and "sync"; the rollout reports its own generate / tool /
+decode times): wall time per phase plus NVTX ranges."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ import torch
 
 
 class PhaseTimer:
-    """`with timer.phase("rollout"): ...` adds the elapsed seconds to timer.seconds["rollout"].
+    """`with timer.phase("update"): ...` adds the elapsed seconds to timer.seconds["update"].
 
     On CUDA the same block is an NVTX range, so an Nsight Systems timeline reads by phase.
     """
