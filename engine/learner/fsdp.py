@@ -235,7 +235,7 @@ class FSDPLearner:
             loss, stats = grpo_loss(
                 logp, old, ref_logp, mb["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
                 kl_type=algo.kl_type, kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
-                entropy=entropy, entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_new_tokens)
+                entropy=entropy, entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_trajectory_tokens)
             # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
             (loss * (w_agg * self.world_size)).backward()
             if real:

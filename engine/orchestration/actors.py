@@ -92,15 +92,22 @@ class LearnerWorker:
 class RolloutWorker:
     """Generation + tools + video decoding for a slice of the prompts; weights arrive over the sync group."""
 
-    def __init__(self, cfg: Config, index: int, records: dict, threads: int = 1):
-        """`records`: video records (captions for clip_retrieval) from the driver, which alone reads the data."""
-        from engine.orchestration.session import build_backend, build_rollout
+    def __init__(self, cfg: Config, index: int, threads: int = 1):
+        from engine.orchestration.session import build_backend
 
         _limit_threads(threads)
-        self.index = index
-        backend, tokenizer, model_config = build_backend(cfg)
-        self.rollout = build_rollout(cfg, backend, tokenizer, model_config, records)
+        self.cfg, self.index = cfg, index
+        self.parts = build_backend(cfg)  # (backend, tokenizer, model config)
+        self.rollout = None
         self.receiver = None
+
+    def start(self, records: dict) -> None:
+        """Build the rollout engine over `records` (video records: captions for clip_retrieval), sent by the
+        driver, which alone reads the data; again after Ray restarts this worker. Idempotent."""
+        from engine.orchestration.session import build_rollout
+
+        if self.rollout is None:
+            self.rollout = build_rollout(self.cfg, *self.parts, records)
 
     def join_sync(self, host: str, port: int, rank: int, world_size: int) -> None:
         from engine.sync import WeightReceiver, init_sync_group

@@ -93,8 +93,12 @@ class Cluster:
         host, port = ray.get(self.learners[0].rendezvous.remote())
         ray.get([lw.start.remote(host, port) for lw in self.learners])
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, records, threads) for i in range(n_workers)]
-        self.version = 0
+        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
+        # Records go by a method, not the constructor: Ray restarts a worker from its constructor arguments,
+        # and large ones would live in the object store at the mercy of its reference counting.
+        self._records = ray.put(records)
+        ray.get([w.start.remote(self._records) for w in self.workers])
+        self.version = -1  # the first sync sends version 0
         self.restarts = 0
         self._join_sync()
         self.sync_weights()
@@ -107,8 +111,10 @@ class Cluster:
         ray.get([lw.join_sync.remote(host, port, world) for lw in self.learners]
                 + [w.join_sync.remote(host, port, i + 1, world) for i, w in enumerate(self.workers)])
 
-    def sync_weights(self) -> float:
-        """Broadcast the learners' weights as version `self.version`; returns seconds taken."""
+    def sync_weights(self, newer_than: int = -1) -> float:
+        """Broadcast the learners' weights under a new version number, above every earlier one and above
+        `newer_than` (a resumed checkpoint's); the version is owned here. Returns seconds taken."""
+        self.version = max(self.version, newer_than) + 1
         t0 = time.perf_counter()
         ray.get([lw.send_weights.remote(self.version) for lw in self.learners]
                 + [w.receive_weights.remote() for w in self.workers])
@@ -122,14 +128,13 @@ class Cluster:
         deadline = time.monotonic() + 600
         while True:
             try:
-                ray.get([w.pid.remote() for w in self.workers])
+                ray.get([w.start.remote(self._records) for w in self.workers])  # a restarted one needs them
                 break
             except ACTOR_LOST:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
         self._join_sync()
-        self.version += 1
         self.sync_weights()
 
     # ------------------------------------------------------------------ rollout

@@ -79,7 +79,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     agent = r.mode == "agent"
     loop = LoopConfig(
         tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
-        max_total_tokens=r.max_total_tokens or r.max_new_tokens * (r.max_turns + 1),
+        max_total_tokens=r.max_trajectory_tokens,
         max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers,
     )
     registry = None

@@ -192,7 +192,6 @@ class Trainer:
         for x, gap in zip(batch.samples, learner.pop("logp_gap_per_sample", [])):
             x.metrics["logp_gap_max"] = gap
         m.update(learner)
-        self.cluster.version += 1
         with self.timer.phase("sync"):
             self.cluster.sync_weights()
         m.update(reward_mean=float(total.mean()), accuracy=sum(r.accuracy for r in rewards) / len(rewards),
@@ -275,8 +274,7 @@ class Trainer:
         self.stream = PromptStream(self.train_rows, self.cfg.trainer.prompts_per_step, self.cfg.trainer.seed,
                                    **extra["stream"])
         # Versions only increase on a sync group: re-sync under a number newer than any sent before.
-        self.cluster.version = max(self.cluster.version, int(extra["version"])) + 1
-        self.cluster.sync_weights()
+        self.cluster.sync_weights(newer_than=int(extra["version"]))
 
 
 def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:

@@ -10,8 +10,8 @@ N steps), one JSON object per sample:
            "frames": [{"t": seconds, "image": "frames/<digest>-<k>.jpg"}]}
 
 Frames are the pixels the model was given (its patches, un-normalised), saved once per distinct clip as small
-JPEGs under rollouts/frames/: the G samples of a group share their prompt's. A frame's time is the clip's start
-plus its index times half a temporal patch (second_per_grid_t / 2), as the model's positions see it.
+JPEGs under rollouts/frames/: the G samples of a group share their prompt's. A frame's time is its time in
+the source video (VideoInput.frame_times_s).
 """
 from __future__ import annotations
 
@@ -55,15 +55,16 @@ class TraceWriter:
             from PIL import Image
 
             images = denormalize(unpatchify(pixels, video.grid_thw))
-            step = video.second_per_grid_t / 2  # a temporal patch holds two frames
+            times = video.frame_times_s or tuple(video.start_s + k * video.second_per_grid_t / 2
+                                                 for k in range(len(images)))
             out = []
-            for k, img in enumerate(images.numpy()):
+            for k, img in enumerate(images.numpy()[: len(times)]):  # an odd count was padded with a repeat
                 name = f"frames/{key}-{k}.jpg"
                 if not (self.dir / name).is_file():
                     im = Image.fromarray(img)
                     im.thumbnail((THUMB_PX, THUMB_PX))
                     im.save(self.dir / name, quality=85)
-                out.append({"t": round(video.start_s + k * step, 3), "image": name})
+                out.append({"t": round(times[k], 3), "image": name})
             self._saved[key] = out
         return self._saved[key]
 

@@ -9,7 +9,6 @@ which no tokenizer can encode, become '?'.
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 
 from engine.errors import ConfigError
 from engine.model.video_tokens import expand_vision_pads
@@ -44,9 +43,8 @@ def observation_messages(obs: Observation) -> list[dict]:
 
 def video_inputs(obs: Observation) -> list[VideoInput]:
     """The clips as model inputs, each with the span of the source video it shows when VideoInput has one."""
-    has_span = {"start_s", "end_s"} <= {f.name for f in fields(VideoInput)}
     return [VideoInput(clip.pixel_values, tuple(int(v) for v in clip.grid_thw), float(clip.second_per_grid_t),
-                       **({"start_s": float(clip.start_s), "end_s": float(clip.end_s)} if has_span else {}))
+                       float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s))
             for clip in obs.clips]
 
 

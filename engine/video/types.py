@@ -73,3 +73,4 @@ class VideoInput:
     second_per_grid_t: float
     start_s: float = 0.0  # the span of the source video it shows (tool observations: the requested one)
     end_s: float = 0.0
+    frame_times_s: tuple[float, ...] = ()  # each frame's time in the source video (traces show them)

@@ -170,7 +170,7 @@ def _reference_steps(extra, opts, steps):
     sched = warmup_schedule(opt, cfg.optim.warmup_steps)
     a = cfg.algo
     gcfg = GRPOConfig(a.clip_low, a.clip_high, None, a.kl_type, a.kl_coef, a.loss_agg, a.entropy_coef,
-                      cfg.rollout.max_new_tokens)
+                      cfg.rollout.max_trajectory_tokens)
     out = []
     for batch, adv in steps:
         model.train()
