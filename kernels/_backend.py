@@ -5,7 +5,7 @@ import torch
 
 from kernels.errors import KernelInputError
 
-BACKENDS = ("auto", "triton", "torch")
+KERNEL_BACKENDS = ("auto", "triton", "torch")
 
 
 def interpreting() -> bool:
@@ -19,8 +19,8 @@ def resolve(device: torch.device, backend: str) -> str:
     "auto": CUDA -> triton, anything else -> torch. "triton" on a CPU tensor is only allowed under
     TRITON_INTERPRET=1 (that is how the CI tests exercise the Triton code without a GPU).
     """
-    if backend not in BACKENDS:
-        raise KernelInputError("backend", f"must be one of {BACKENDS}, got {backend!r}")
+    if backend not in KERNEL_BACKENDS:
+        raise KernelInputError("backend", f"must be one of {KERNEL_BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
     if backend == "triton" and device.type != "cuda" and not interpreting():

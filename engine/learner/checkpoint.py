@@ -122,21 +122,7 @@ def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
     dist.barrier()
 
     # The model, gathered tensor by tensor (every rank takes part), written by rank 0 in HF layout.
-    # model.dtype on disk; the fp32 master copy goes into the DCP state below.
-    dtype = getattr(torch, learner.cfg.model.dtype)
-    full = {}
-    for name, tensor in learner.named_full_tensors():
-        if rank == 0:
-            full[name] = tensor.to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
-    if rank == 0:
-        learner.hf.save_pretrained(tmp, state_dict=full)
-        learner.tokenizer.save_pretrained(tmp)
-        config = json.loads((tmp / "config.json").read_text())
-        config["dtype"] = learner.cfg.model.dtype  # what the weights hold, not the fp32 of the master copy
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        copy_processor_files(_source_dir(learner), tmp)
-    del full
-
+    export_hf(learner, tmp)  # model.dtype on disk; the fp32 master copy goes into the DCP state below
     dcp.save({"model": get_model_state_dict(learner.policy),
               "optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
              checkpoint_id=str(tmp / "optimizer"))
@@ -160,6 +146,29 @@ def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
+    """The policy as a Hugging Face folder at `path`: weights in model.dtype, config, tokenizer and processor
+    files, loadable with plain from_pretrained / AutoProcessor / vLLM. Collective (every rank gathers its
+    shards); rank 0 writes."""
+    path = Path(path)
+    dtype = getattr(torch, learner.cfg.model.dtype)
+    full = {}
+    for name, tensor in learner.named_full_tensors():
+        if learner.rank == 0:
+            full[name] = tensor.to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
+    if learner.rank == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        learner.hf.save_pretrained(path, state_dict=full)
+        learner.tokenizer.save_pretrained(path)
+        config = json.loads((path / "config.json").read_text())
+        config["dtype"] = learner.cfg.model.dtype  # what the weights hold, not the fp32 of the master copy
+        (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        copy_processor_files(_source_dir(learner), path)
+    del full
+    dist.barrier()
+    return path
 
 
 def load(learner: FSDPLearner, path: str | os.PathLike) -> dict:

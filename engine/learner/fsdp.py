@@ -40,7 +40,6 @@ from kernels import grpo_loss
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Sums all-reduced after an update, in this order; see FSDPLearner.update.
 _SUMS = ("loss", "clip_frac", "approx_kl", "kl", "ratio_mean", "entropy", "logp_gap_mean", "nonfinite")
 
@@ -90,7 +89,7 @@ class FSDPLearner:
         # fp32 master weights; a lower cfg.model.dtype becomes FSDP's compute (param) dtype.
         hf, self.tokenizer = load_policy(config.model.path, dtype=torch.float32, seed=config.model.seed)
         self.hf_config = hf.config
-        compute = DTYPES[config.model.dtype]
+        compute = getattr(torch, config.model.dtype)  # model.dtype names a torch dtype
         mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,
                                                                          reduce_dtype=torch.float32)
         ref = copy.deepcopy(hf).requires_grad_(False) if config.algo.kl_coef > 0 else None
@@ -120,7 +119,7 @@ class FSDPLearner:
     # ------------------------------------------------------------------ batches
 
     def _prepare(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor | None
-                 ) -> tuple[dict[str, torch.Tensor], microbatch.Layout]:
+                 ) -> tuple[dict[str, torch.Tensor], microbatch.BatchLayout]:
         batch = {k: v for k, v in batch.items()}
         if advantages is not None:
             B = batch["input_ids"].shape[0] if "input_ids" in batch else -1
@@ -144,7 +143,7 @@ class FSDPLearner:
                 **self.mrope)
         return batch, lay
 
-    def _micro_batches(self, lay: microbatch.Layout) -> list[tuple[list[int], bool]]:
+    def _micro_batches(self, lay: microbatch.BatchLayout) -> list[tuple[list[int], bool]]:
         """This rank's (rows, real) micro-batches, padded with zero-weight (real=False) ones up to the busiest
         rank's count."""
         plan = microbatch.plan(lay, self.world_size, self.options.micro_batch_tokens)
@@ -259,7 +258,43 @@ class FSDPLearner:
         dist.all_reduce(row_gap, op=dist.ReduceOp.MAX)  # each row was measured on exactly one rank
         metrics = dict(zip(_SUMS, sums.tolist()))
         metrics["logp_gap_max"] = float(gap_max)
-        nonfinite = metrics.pop("nonfinite") > 0 or not math.isfinite(metrics["loss"])
+        nonfinite = metrics.pop("nonfinite") > 0
+        metrics.update(self._step(float("nan") if nonfinite else metrics["loss"]))
+        if "rollout_logp" not in batch:
+            metrics.pop("logp_gap_mean")
+            metrics.pop("logp_gap_max")
+        else:
+            metrics["logp_gap_per_sample"] = row_gap.tolist()  # per batch row; the trainer's traces show it
+        metrics.update(tokens=n_tokens, sequences=n_seqs, micro_batches=float(len(micro)))
+        return metrics
+
+    def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One supervised optimizer step on the full `batch` (identical on every rank; each trains its shard):
+        the loss_mask-weighted negative log-likelihood (at temperature 1) over the batch's total mask weight,
+        the single-process engine.learner.policy.sft_step sharded. loss_mask may carry weights (key spans)."""
+        weights = batch["loss_mask"].float()
+        batch, lay = self._prepare(batch, None)  # binarises loss_mask (and drops the first token)
+        batch["loss_weight"] = weights * batch["loss_mask"]
+        total = float(batch["loss_weight"].sum())
+        self.policy.train()
+        nll = torch.zeros((), dtype=torch.float64, device=self.device)
+        micro = self._micro_batches(lay)
+        for rows, real in micro:
+            mb = self._to_device(microbatch.select(batch, lay, rows))
+            logp, _ = self.policy(mb, temperature=1.0, with_entropy=False, run_visual=lay.has_visual)
+            part = -(logp * mb["loss_weight"]).sum()
+            # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
+            (part * ((self.world_size / total) if real and total else 0.0)).backward()
+            if real:
+                nll += part.detach().double()
+        dist.all_reduce(nll)
+        metrics = {"loss": float(nll) / total if total else 0.0}
+        return {**metrics, **self._step(metrics["loss"]), "tokens": float(batch["loss_mask"].sum()),
+                "micro_batches": float(len(micro))}
+
+    def _step(self, loss: float) -> dict[str, float]:
+        """Clip, then step (or skip on a non-finite loss / gradient norm); zero the gradients."""
+        nonfinite = not math.isfinite(loss)
         grad_norm = float("nan")
         if not nonfinite:
             norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.optim.grad_clip)
@@ -268,23 +303,21 @@ class FSDPLearner:
         if nonfinite:
             self.skipped += 1
             log.warning("step %d: non-finite loss %s / grad norm %s; update skipped (%d so far)",
-                        self.step, metrics["loss"], grad_norm, self.skipped)
+                        self.step, loss, grad_norm, self.skipped)
         else:
             self.optimizer.step()
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        if "rollout_logp" not in batch:
-            metrics.pop("logp_gap_mean")
-            metrics.pop("logp_gap_max")
-        else:
-            metrics["logp_gap_per_sample"] = row_gap.tolist()  # per batch row; the trainer's traces show it
-        metrics.update(grad_norm=grad_norm, tokens=n_tokens, sequences=n_seqs, micro_batches=float(len(micro)),
-                       lr=self.scheduler.get_last_lr()[0], skipped=float(nonfinite),
-                       skipped_total=float(self.skipped), step=float(self.step))
-        return metrics
+        return {"grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0], "skipped": float(nonfinite),
+                "skipped_total": float(self.skipped), "step": float(self.step)}
 
     # ------------------------------------------------------------------ checkpoints
+
+    def export(self, path: str) -> None:
+        """Write the policy as a Hugging Face folder (model.dtype, tokenizer, processor files); every rank must
+        call it (the shards are gathered), rank 0 writes."""
+        checkpoint.export_hf(self, path)
 
     def save_checkpoint(self, root: str, extra: dict | None = None):
         """Write <root>/step-<step> atomically (see engine.learner.checkpoint); every rank must call it."""

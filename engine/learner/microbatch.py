@@ -54,7 +54,7 @@ class VisualIndex:
 
 
 @dataclass(frozen=True)
-class Layout:
+class BatchLayout:
     """What planning and slicing need to know about a batch, computed once."""
 
     size: int
@@ -123,7 +123,7 @@ def _visual_index(batch: dict, m: Modality, merge: int, types: torch.Tensor, mas
     return VisualIndex(first, counts, offsets)
 
 
-def layout(batch: dict, merge_size: int) -> Layout:
+def layout(batch: dict, merge_size: int) -> BatchLayout:
     """Check the batch's shapes and index its rows' visual inputs (see the module docstring)."""
     ids = _need(batch, "input_ids")
     if ids.dim() != 2 or ids.dtype.is_floating_point or ids.shape[0] == 0:
@@ -149,10 +149,10 @@ def layout(batch: dict, merge_size: int) -> Layout:
         if m.pixels in batch or m.grid in batch:
             types = _need(batch, "mm_token_type_ids")
             visual[m.pixels] = _visual_index(batch, m, merge_size, types, mask)
-    return Layout(B, L, tokens, ends, visual)
+    return BatchLayout(B, L, tokens, ends, visual)
 
 
-def select(batch: dict, lay: Layout, rows: list[int]) -> dict:
+def select(batch: dict, lay: BatchLayout, rows: list[int]) -> dict:
     """The sub-batch of `rows` (in that order), trimmed to its longest attended row, with its visual inputs."""
     if not rows:
         raise LearnerBatchError("rows", "a sub-batch needs at least one row")
@@ -199,6 +199,6 @@ def pack(tokens: list[int], rows: list[int], max_tokens: int) -> list[list[int]]
     return [sorted(rows[i] for i in b) for b in bins]
 
 
-def plan(lay: Layout, world_size: int, max_tokens: int) -> list[list[list[int]]]:
+def plan(lay: BatchLayout, world_size: int, max_tokens: int) -> list[list[list[int]]]:
     """[rank][micro-batch] -> rows; the same on every rank for the same batch."""
     return [pack(lay.tokens, part, max_tokens) for part in shard(lay.tokens, world_size)]

@@ -82,6 +82,12 @@ class LearnerWorker:
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
         return self.learner.update(batch, advantages)
 
+    def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        return self.learner.sft_update(batch)
+
+    def export(self, path: str) -> None:
+        self.learner.export(path)
+
     def save_checkpoint(self, root: str, extra: dict) -> str:
         return str(self.learner.save_checkpoint(root, extra))
 

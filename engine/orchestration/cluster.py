@@ -178,6 +178,14 @@ class Cluster:
         metrics = ray.get([lw.update.remote(batch, advantages) for lw in self.learners])
         return metrics[0]
 
+    def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One supervised step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
+        return ray.get([lw.sft_update.remote(batch) for lw in self.learners])[0]
+
+    def export(self, path: str) -> None:
+        """The learners' policy as a Hugging Face folder at `path` (model.dtype, tokenizer, processor files)."""
+        ray.get([lw.export.remote(path) for lw in self.learners])
+
     def save_checkpoint(self, root: str, extra: dict) -> str:
         return ray.get([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
 

@@ -53,7 +53,7 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
     cfg = replace(cfg, data=replace(cfg.data, dir=str(fresh_data_dir(out)), train_files=[], val_files=[]))
     agent = cfg.rollout.mode == "agent"
 
-    def evaluate(stage: str, session=None, result: dict | None = None, **ablation) -> dict:
+    def stage_eval(stage: str, session=None, result: dict | None = None, **ablation) -> dict:
         t = time.perf_counter()
         result = result if result is not None else evaluate_session(cfg, session, **ablation)
         (out / f"eval-{stage}.json").write_text(json.dumps(result, indent=2))
@@ -64,7 +64,7 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
 
     log(f"demo | {cfg.rollout.mode} mode | data seed {cfg.data.seed} | output {out}")
     session = build_session(cfg, log)
-    stages = {"base": evaluate("base", session)}
+    stages = {"base": stage_eval("base", session)}
 
     trajectories, report = synthesize(cfg, session.train_rows, session.records, out / "synth" / "trajectories.jsonl",
                                       log=log)
@@ -73,18 +73,18 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
     run_sft(cfg, session, log, trajectories)
     sft_dir = out / "sft"
     save_policy(session.model, session.tokenizer, sft_dir, model_dir(cfg.model.path, cfg.model.seed))
-    stages["sft"] = evaluate("sft", session)
+    stages["sft"] = stage_eval("sft", session)
 
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)), sft=replace(cfg.sft, steps=0),
                        trainer=replace(cfg.trainer, output_dir=str(out / "grpo")))
     train(grpo_cfg, log)
     final = latest(out / "grpo" / "checkpoints")
     # train() already scored the final policy on the held-out questions, greedily, with the same scorer.
-    stages["grpo"] = evaluate("grpo", result=json.loads((out / "grpo" / "eval.json").read_text()))
+    stages["grpo"] = stage_eval("grpo", result=json.loads((out / "grpo" / "eval.json").read_text()))
     policy = build_session(replace(cfg, model=replace(cfg.model, path=str(final))), log)
-    ablations = {"blank_video": evaluate("blank_video", policy, blank_video=True)}
+    ablations = {"blank_video": stage_eval("blank_video", policy, blank_video=True)}
     if agent:
-        ablations["no_tools"] = evaluate("no_tools", policy, tools_off=True)
+        ablations["no_tools"] = stage_eval("no_tools", policy, tools_off=True)
 
     demo = {"mode": cfg.rollout.mode, "chance": stages["base"]["chance"],
             "num_eval_questions": stages["base"]["questions"], "wall_s": time.perf_counter() - t0,

@@ -17,8 +17,6 @@ from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
 from engine.video import FramePolicy, VideoService
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 @dataclass
 class Session:
@@ -37,7 +35,7 @@ def build_session(cfg: Config, log: Callable[[str], None] = print, data: Data | 
                   purpose: str = "train") -> Session:
     """Checked rows first (engine/data/sources.py; `data` when the caller has them), then the policy."""
     data = data if data is not None else prepare(cfg, purpose, cfg.trainer.output_dir, log)
-    model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
+    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
     records = data.records
     return Session(
         train_rows=data.train,
@@ -65,7 +63,7 @@ def build_backend(cfg: Config):
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
         backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed)
         return backend, tokenizer, config
-    model, tokenizer = load_policy(cfg.model.path, dtype=DTYPES[cfg.model.dtype], seed=cfg.model.seed)
+    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
 
 

@@ -94,7 +94,8 @@ def save_policy(model, tokenizer, out: Path, source: Path) -> None:
     copy_processor_files(source, out)
 
 
-def score(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
+def score_batch(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
+    """Each sample's Reward (its total also set on the sample)."""
     agent = cfg.rollout.mode == "agent"
     rewards = [score_sample(x, by_id[x.row_id], cfg.reward, agent) for x in batch.samples]
     for x, r in zip(batch.samples, rewards):
@@ -155,7 +156,7 @@ class Trainer:
             for e in st.errors:  # a video that fails mid-run fails its prompt, named, never silently
                 self.log(f"step {step + 1}: prompt failed: {e}")
             self.failed.extend(st.errors)
-            rewards = score(cfg, batch, {r.id: r for r in batch_rows})
+            rewards = score_batch(cfg, batch, {r.id: r for r in batch_rows})
             scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
             return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
 

@@ -62,7 +62,7 @@ def _dtype_from_name(name: str) -> torch.dtype:
 
 
 @dataclass(frozen=True)
-class Layout:
+class BucketLayout:
     """The stream layout both sides agree on: specs in send order and the bucket size."""
     specs: tuple[TensorSpec, ...]
     bucket_bytes: int
@@ -134,7 +134,7 @@ class Layout:
         }).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Layout:
+    def from_json(cls, data: bytes) -> BucketLayout:
         try:
             obj = json.loads(data.decode())
             specs = tuple(TensorSpec(str(n), tuple(int(d) for d in shape), _dtype_from_name(dt))

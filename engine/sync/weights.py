@@ -30,7 +30,7 @@ from torch.distributed.tensor import DTensor
 
 from engine.sync.errors import WeightSyncError
 from engine.sync.group import SyncGroup
-from engine.sync.layout import Layout, TensorSpec, checksum, round_bucket_bytes, wire_dtype
+from engine.sync.layout import BucketLayout, TensorSpec, checksum, round_bucket_bytes, wire_dtype
 
 MAGIC = 0x76746869_6E6B5753  # "vthinkWS": a receiver out of step with the sender notices at once
 HEADER_WORDS = 6
@@ -67,8 +67,8 @@ def full_state_iter(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def _layout_of(specs: Sequence[TensorSpec], cast_to: torch.dtype | None,
-               bucket_bytes: int) -> Layout:
-    return Layout(tuple(TensorSpec(s.name, tuple(s.shape), wire_dtype(s.dtype, cast_to))
+               bucket_bytes: int) -> BucketLayout:
+    return BucketLayout(tuple(TensorSpec(s.name, tuple(s.shape), wire_dtype(s.dtype, cast_to))
                         for s in specs), bucket_bytes)
 
 
@@ -100,7 +100,7 @@ class WeightSender:
         self.depth = depth
         self.on_wire = on_wire
         self.version = -1  # last version sent; versions must increase
-        self._layout: Layout | None = None
+        self._layout: BucketLayout | None = None
         self._buffers: list[torch.Tensor] = []
 
     def send_module(self, module: nn.Module, version: int | None = None,
@@ -135,7 +135,7 @@ class WeightSender:
         self.version = version
         return version
 
-    def _send(self, tensors: Iterator[tuple[str, torch.Tensor]], layout: Layout, version: int,
+    def _send(self, tensors: Iterator[tuple[str, torch.Tensor]], layout: BucketLayout, version: int,
               with_checksum: bool) -> None:
         group = self.group
         layout_msg = layout.to_json() if layout != self._layout else b""
@@ -188,7 +188,7 @@ class WeightSender:
                                   f"layout lists")
 
 
-def _buffers(have: list[torch.Tensor], layout: Layout, depth: int,
+def _buffers(have: list[torch.Tensor], layout: BucketLayout, depth: int,
              device: torch.device) -> list[torch.Tensor]:
     """`depth` bucket buffers for `layout` (reusing `have` when they fit): sized for the largest
     bucket actually used, so a huge bucket_bytes costs nothing for a small model."""
@@ -230,7 +230,7 @@ class WeightReceiver:
         self.group = group
         self.depth = depth  # bucket buffers: while one is unpacked, depth-1 are being received
         self.version: int | None = None  # last version fully received
-        self._layout: Layout | None = None
+        self._layout: BucketLayout | None = None
         self._buffers: list[torch.Tensor] = []
         self._stage: torch.Tensor | None = None  # rebuilds split tensors for whole-tensor loaders
 
@@ -253,7 +253,7 @@ class WeightReceiver:
         if layout_len:
             msg = torch.empty(layout_len, dtype=torch.uint8, device=group.device)
             group.broadcast(msg).wait()
-            self._layout = Layout.from_json(bytes(msg.cpu().numpy()))
+            self._layout = BucketLayout.from_json(bytes(msg.cpu().numpy()))
         layout = self._layout
         if layout is None:
             raise WeightSyncError(f"sync rank {group.rank}: the sender sent no layout and none "
@@ -313,7 +313,7 @@ class WeightReceiver:
         return version
 
 
-def _load_bucket(layout: Layout, b: int, payload: torch.Tensor, stage: torch.Tensor | None,
+def _load_bucket(layout: BucketLayout, b: int, payload: torch.Tensor, stage: torch.Tensor | None,
                  load: LoadFn, version: int) -> None:
     """Hand the tensors of bucket `b` to `load`.
 

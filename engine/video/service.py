@@ -20,7 +20,7 @@ from engine.video.probe import FileId, file_id, probe
 from engine.video.pyav_backend import decode_pyav
 from engine.video.types import Clip, VideoMeta
 
-BACKENDS = ("auto", "dali", "pyav")
+VIDEO_BACKENDS = ("auto", "dali", "pyav")
 _TIME_EPS = 1e-6  # frame times come from rational pts; absorb float noise at span edges
 
 
@@ -43,8 +43,8 @@ class VideoService:
     def __init__(self, device: str | torch.device = "cpu", backend: str = "auto", cache_bytes: int = 2**30,
                  cache_lead_in: bool = True, wait_timeout_s: float = 300.0):
         self.device = _parse_device(device)
-        if backend not in BACKENDS:
-            raise VideoRequestError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend not in VIDEO_BACKENDS:
+            raise VideoRequestError(f"unknown video backend {backend!r}; choose one of {', '.join(VIDEO_BACKENDS)}")
         self.backend = backend
         self._dali_reason = dali_unavailable_reason()
         if backend == "dali" and self._dali_reason is not None:

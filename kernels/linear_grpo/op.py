@@ -15,7 +15,7 @@ from kernels._backend import resolve
 from kernels.errors import KernelInputError
 from kernels.grpo_loss import op as grpo_op
 from kernels.grpo_loss.config import GRPOConfig
-from kernels.linear_logprob import chunked
+from kernels.linear_logprob import torch_impl
 from kernels.linear_logprob import op as lop
 from kernels.linear_logprob import triton as lt
 
@@ -45,7 +45,7 @@ def linear_grpo_fwd(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
     if be == "triton":
         logp, ent, gh, gw = lt.forward_backward(hidden, weight, targets, temperature, ignore_index, grad_fn)
     else:
-        logp, ent, gh, gw = chunked.forward_backward(hidden, weight, targets, temperature, ignore_index,
+        logp, ent, gh, gw = torch_impl.forward_backward(hidden, weight, targets, temperature, ignore_index,
                                                      with_entropy, grad_fn)
     out = k.finalize(torch.cat(parts), cfg).to(logp.dtype)
     return out, logp, ent, gh, gw
@@ -54,7 +54,7 @@ def linear_grpo_fwd(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
 @linear_grpo_fwd.register_fake
 def _(hidden, weight, targets, old_logp, ref_logp, advantages, mask, temperature, ignore_index, with_entropy,
       clip_low, clip_high, dual_clip, kl_type, kl_coef, agg, entropy_coef, max_len, backend):
-    dt = chunked.compute_dtype(hidden.dtype)
+    dt = torch_impl.compute_dtype(hidden.dtype)
     n = hidden.shape[0]
     return (hidden.new_empty(6, dtype=dt), hidden.new_empty(n, dtype=dt), hidden.new_empty(n, dtype=dt),
             torch.empty_like(hidden), torch.empty_like(weight))

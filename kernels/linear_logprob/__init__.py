@@ -1,1 +1,1 @@
-"""Fused linear log-prob + entropy: Triton kernels, chunked PyTorch path, reference, autograd op."""
+"""Fused linear log-prob + entropy: Triton kernels, the chunked PyTorch path (torch_impl.py), reference, autograd op."""

@@ -9,12 +9,12 @@ import torch
 
 from kernels._backend import resolve
 from kernels.errors import KernelInputError
-from kernels.linear_logprob import chunked
+from kernels.linear_logprob import torch_impl
 from kernels.linear_logprob import triton as lt
 
 
 def _out_dtype(dtype: torch.dtype) -> torch.dtype:
-    return chunked.compute_dtype(dtype)
+    return torch_impl.compute_dtype(dtype)
 
 
 @torch.library.custom_op("vthink::linear_logprob_fwd", mutates_args=())
@@ -23,7 +23,7 @@ def linear_logprob_fwd(hidden: torch.Tensor, weight: torch.Tensor, targets: torc
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if resolve(hidden.device, backend) == "triton":
         return lt.forward(hidden, weight, targets, temperature, ignore_index)
-    return chunked.forward(hidden, weight, targets, temperature, ignore_index, with_entropy)
+    return torch_impl.forward(hidden, weight, targets, temperature, ignore_index, with_entropy)
 
 
 @linear_logprob_fwd.register_fake
@@ -39,7 +39,7 @@ def linear_logprob_bwd(g_logp: torch.Tensor, g_ent: Optional[torch.Tensor], hidd
                        temperature: float, ignore_index: int, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     if resolve(hidden.device, backend) == "triton":
         return lt.backward(hidden, weight, targets, lse, entropy, g_logp, g_ent, temperature, ignore_index)
-    return chunked.backward(hidden, weight, targets, lse, entropy, g_logp, g_ent, temperature, ignore_index)
+    return torch_impl.backward(hidden, weight, targets, lse, entropy, g_logp, g_ent, temperature, ignore_index)
 
 
 @linear_logprob_bwd.register_fake

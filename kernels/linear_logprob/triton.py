@@ -20,7 +20,7 @@ from triton.language.standard import _elementwise_max, _sum_combine  # tl.sum/tl
 
 from kernels._backend import interpreting
 from kernels._triton_jit import kernel
-from kernels.linear_logprob.chunked import GradFn
+from kernels.linear_logprob.torch_impl import GradFn
 
 
 @dataclass(frozen=True)

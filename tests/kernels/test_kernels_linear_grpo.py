@@ -4,7 +4,7 @@ import torch
 
 from kernels.grpo_loss.op import grpo_loss_with_backend
 from kernels.linear_grpo.op import linear_grpo_loss_with_backend
-from kernels.linear_logprob import chunked
+from kernels.linear_logprob import torch_impl
 from kernels.linear_logprob import triton as lt
 from kernels.linear_logprob.op import linear_logprob_with_backend
 
@@ -52,7 +52,7 @@ def fused(hidden, weight, targets, old, ref, adv, mask, backend):
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_loss_in_forward_equals_composition(backend, dtype, interpret, monkeypatch):
     # several token chunks so the per-chunk GRPO terms and the grad_weight accumulation are exercised
-    monkeypatch.setattr(chunked, "CHUNK_BYTES", 32 * 4 * 1031)
+    monkeypatch.setattr(torch_impl, "CHUNK_BYTES", 32 * 4 * 1031)
     monkeypatch.setattr(lt, "FUSED_BUFFER_BYTES", 64 * 1031 * 6)
     args = setup(dtype)
     a = composed(*args, backend)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kernels import KernelInputError, linear_logprob
-from kernels.linear_logprob import chunked
+from kernels.linear_logprob import torch_impl
 from kernels.linear_logprob import triton as lt
 from kernels.linear_logprob.op import linear_logprob_with_backend
 from kernels.linear_logprob.reference import linear_logprob_reference
@@ -77,8 +77,8 @@ def test_chunked_matches_float64(case):
 
 
 def test_chunked_many_chunks(monkeypatch):
-    monkeypatch.setattr(chunked, "CHUNK_BYTES", 16 * 4 * 1031)  # 16 rows per chunk: 9 chunks for N=130
-    assert chunked.chunk_rows(1031) == 16
+    monkeypatch.setattr(torch_impl, "CHUNK_BYTES", 16 * 4 * 1031)  # 16 rows per chunk: 9 chunks for N=130
+    assert torch_impl.chunk_rows(1031) == 16
     check(130, 48, 1031, torch.float32, False, 0.7, "torch")
     check(130, 48, 1031, torch.bfloat16, True, 1.3, "torch")
 
@@ -102,7 +102,7 @@ def test_grad_and_nograd_logp_bit_identical(interpret):
 def test_public_api_dispatches_cpu_to_chunked():
     hidden, weight, targets = make(7, 32, 1000, torch.float32, False)
     lp, en = linear_logprob(hidden, weight, targets, temperature=0.7)
-    lp2, en2, _ = chunked.forward(hidden, weight, targets, 0.7, -100, True)
+    lp2, en2, _ = torch_impl.forward(hidden, weight, targets, 0.7, -100, True)
     assert torch.equal(lp, lp2) and torch.equal(en, en2)
     lp3, none = linear_logprob(hidden, weight, targets, with_entropy=False)
     assert none is None and lp3.dtype == torch.float32

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.sync import Layout, TensorSpec, WeightSyncError, checksum
+from engine.sync import BucketLayout, TensorSpec, WeightSyncError, checksum
 from engine.sync.weights import _load_bucket
 
 SPECS = (  # odd sizes, mixed element sizes, an empty tensor, a lone byte
@@ -61,7 +61,7 @@ class _SliceLoader(_WholeLoader):
 @pytest.mark.parametrize("loader", [_WholeLoader, _SliceLoader])
 @pytest.mark.parametrize("bucket_bytes", [8, 24, 40, 1000, 1 << 30])
 def test_sync_plan_packs_the_reference_stream_and_unpacks_it(bucket_bytes, loader):
-    layout = Layout(SPECS, bucket_bytes)
+    layout = BucketLayout(SPECS, bucket_bytes)
     tensors = _tensors(SPECS)
     ref = _reference_stream(SPECS, tensors)
     assert layout.total_bytes == len(ref)
@@ -87,18 +87,18 @@ def test_sync_plan_packs_the_reference_stream_and_unpacks_it(bucket_bytes, loade
 
 
 def test_sync_layout_json_round_trip_and_bad_input():
-    layout = Layout(SPECS, 64)
-    assert Layout.from_json(layout.to_json()) == layout
+    layout = BucketLayout(SPECS, 64)
+    assert BucketLayout.from_json(layout.to_json()) == layout
     with pytest.raises(WeightSyncError, match="multiple of 8"):
-        Layout(SPECS, 12)
+        BucketLayout(SPECS, 12)
     with pytest.raises(WeightSyncError, match="appears twice"):
-        Layout((SPECS[0], SPECS[0]), 64)
+        BucketLayout((SPECS[0], SPECS[0]), 64)
     with pytest.raises(WeightSyncError, match="complex128"):
-        Layout((TensorSpec("z", (2,), torch.complex128),), 64)
+        BucketLayout((TensorSpec("z", (2,), torch.complex128),), 64)
     with pytest.raises(WeightSyncError, match="unknown dtype"):
-        Layout.from_json(b'{"bucket_bytes": 8, "specs": [["x", [1], "torch.nonsense"]]}')
+        BucketLayout.from_json(b'{"bucket_bytes": 8, "specs": [["x", [1], "torch.nonsense"]]}')
     with pytest.raises(WeightSyncError, match="malformed"):
-        Layout.from_json(b'{"specs": []}')
+        BucketLayout.from_json(b'{"specs": []}')
 
 
 def _reference_checksum(payload: bytes, block: int = 1024):

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from engine.model import build_tiny_model
-from engine.sync import (Layout, TensorSpec, WeightReceiver, WeightSender, WeightSyncError,
+from engine.sync import (BucketLayout, TensorSpec, WeightReceiver, WeightSender, WeightSyncError,
                          free_port, free_ports, init_sync_group, module_loader)
 from engine.sync.weights import TRAILER
 
@@ -142,7 +142,7 @@ def _corrupt_worker(rank, port, out):
 
     # Damage a byte of `steps` (in bucket 9 of 10, after w and b are complete) after the
     # checksum is taken, as damage in transit would.
-    layout = Layout(tuple(TensorSpec(n, tuple(t.shape), t.dtype) for n, t in tensors), 256)
+    layout = BucketLayout(tuple(TensorSpec(n, tuple(t.shape), t.dtype) for n, t in tensors), 256)
     at = layout.offsets[[n for n, _ in tensors].index("steps")] + 2
 
     def flip_a_bit(bucket, buf):
