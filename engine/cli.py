@@ -42,12 +42,14 @@ def cmd_train(cfg, resume: bool = False) -> int:
     return 0
 
 
-def cmd_sft(cfg) -> int:
-    from engine.orchestration.trainer import sft_to_disk
+def cmd_sft(cfg, resume: bool = False) -> int:
+    from engine.data.sources import prepare
+    from engine.orchestration.sft import run_sft
 
-    if cfg.sft.steps < 1:
-        raise ConfigError("sft.steps", "expected an integer >= 1 for `vthink sft`")
-    sft_to_disk(cfg, Path(cfg.trainer.output_dir) / "sft")
+    if cfg.sft.steps < 1 and cfg.sft.epochs < 1:
+        raise ConfigError("sft.steps", "`vthink sft` needs sft.steps >= 1 or sft.epochs >= 1")
+    out = Path(cfg.trainer.output_dir)
+    run_sft(cfg, prepare(cfg, "train", out), out / "sft", resume=resume)
     return 0
 
 
@@ -152,7 +154,8 @@ def cmd_view(run_dir: str) -> int:
 COMMANDS = {
     "train": (cmd_train, "GRPO on Ray: rollout workers sample G answers per question, FSDP learners update, "
                          "weights sync every step (optional SFT warm-up first; --resume continues a run)"),
-    "sft": (cmd_sft, "supervised fine-tuning on ground-truth reasoning traces (sft.steps steps); saves <output_dir>/sft"),
+    "sft": (cmd_sft, "supervised fine-tuning on the FSDP learners on reasoning traces (sft.steps steps or sft.epochs "
+                     "epochs; --resume continues); saves <output_dir>/sft"),
     "eval": (cmd_eval, "accuracy and format reward of model.path (or the tiny model) on the held-out split"),
     "synth": (cmd_synth, "VideoThinker trajectory synthesis in caption space, grounded to video; writes "
                          "<output_dir>/synth/trajectories.jsonl"),
@@ -177,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
-        if name == "train":
+        if name in ("train", "sft"):
+            where = "checkpoints" if name == "train" else "sft/checkpoints"
             p.add_argument("--resume", action="store_true",
-                           help="continue from the newest checkpoint under <trainer.output_dir>/checkpoints")
+                           help=f"continue from the newest checkpoint under <trainer.output_dir>/{where}")
     for group, actions in GROUPS.items():
         g = sub.add_parser(group, help=" / ".join(f"{group} {a}: {h.split(';')[0]}" for a, (_, h) in actions.items()))
         gsub = g.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.command == "train":
             return cmd_train(cfg, resume=ns.resume)
+        if ns.command == "sft":
+            return cmd_sft(cfg, resume=ns.resume)
         if ns.command in GROUPS:
             return GROUPS[ns.command][ns.action][0](cfg)
         return COMMANDS[ns.command][0](cfg)

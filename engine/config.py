@@ -164,9 +164,11 @@ class OptimConfig:
 
 @dataclass
 class SFTConfig:
-    # supervised warm-up steps on ground-truth reasoning traces before GRPO
-    steps: int = ruled(0, lambda v: v >= 0,
-                       'an integer >= 0')
+    """Supervised fine-tuning on the FSDP learners (engine/orchestration/sft.py), before GRPO in `vthink train`."""
+
+    steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # optimizer steps; 0 = use `epochs`
+    epochs: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # passes over the rows with a trace, when steps = 0
+    eval_every: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # steps between held-out evals; 0 = none
     lr: float = ruled(1e-5, lambda v: v > 0, 'a number > 0')
     batch_size: int = ruled(8, lambda v: v >= 1, 'an integer >= 1')
     # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)

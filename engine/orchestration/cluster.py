@@ -124,7 +124,7 @@ class Cluster:
         """After a worker died: wait for Ray's restart, rebuild the sync group, resend the current weights
         (under a new version number: a sync group's versions only increase)."""
         self.restarts += 1
-        self.log(f"a rollout worker died; waiting for its restart, then re-syncing the weights")
+        self.log("a rollout worker died; waiting for its restart, then re-syncing the weights")
         deadline = time.monotonic() + 600
         while True:
             try:

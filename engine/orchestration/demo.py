@@ -24,9 +24,10 @@ from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_session
 from engine.data.schema import DatasetError
 from engine.data.synthetic import check_writable
-from engine.model import model_dir
+from engine.data.sources import prepare
 from engine.orchestration.session import build_session
-from engine.orchestration.trainer import run_sft, save_policy, train
+from engine.orchestration.sft import run_sft
+from engine.orchestration.trainer import train
 from engine.synth import synthesize
 from engine.telemetry.metrics import read_metrics
 
@@ -63,25 +64,24 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
         return result
 
     log(f"demo | {cfg.rollout.mode} mode | data seed {cfg.data.seed} | output {out}")
-    session = build_session(cfg, log)
+    data = prepare(cfg, "train", out, log)
+    session = build_session(cfg, log, data)
     stages = {"base": stage_eval("base", session)}
 
-    trajectories, report = synthesize(cfg, session.train_rows, session.records, out / "synth" / "trajectories.jsonl",
-                                      log=log)
+    trajectories, report = synthesize(cfg, data.train, data.records, out / "synth" / "trajectories.jsonl", log=log)
     if not trajectories:
         raise RuntimeError("synthesis kept no trajectory; nothing to fine-tune on")
-    run_sft(cfg, session, log, trajectories)
-    sft_dir = out / "sft"
-    save_policy(session.model, session.tokenizer, sft_dir, model_dir(cfg.model.path, cfg.model.seed))
+    sft_dir = run_sft(cfg, data, out / "sft", log, trajectories)
+    session = build_session(replace(cfg, model=replace(cfg.model, path=str(sft_dir))), log, data)
     stages["sft"] = stage_eval("sft", session)
 
-    grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)), sft=replace(cfg.sft, steps=0),
+    grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)), sft=replace(cfg.sft, steps=0, epochs=0),
                        trainer=replace(cfg.trainer, output_dir=str(out / "grpo")))
     train(grpo_cfg, log)
     final = latest(out / "grpo" / "checkpoints")
     # train() already scored the final policy on the held-out questions, greedily, with the same scorer.
     stages["grpo"] = stage_eval("grpo", result=json.loads((out / "grpo" / "eval.json").read_text()))
-    policy = build_session(replace(cfg, model=replace(cfg.model, path=str(final))), log)
+    policy = build_session(replace(cfg, model=replace(cfg.model, path=str(final))), log, data)
     ablations = {"blank_video": stage_eval("blank_video", policy, blank_video=True)}
     if agent:
         ablations["no_tools"] = stage_eval("no_tools", policy, tools_off=True)

@@ -80,6 +80,17 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
     return out
 
 
+def evaluate_on(cluster, cfg, rows: list) -> tuple[dict, object]:
+    """(the eval.json dict, the rollout batch) of greedy answers to `rows` by a Cluster's rollout workers."""
+    params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, top_p=cfg.rollout.top_p,
+                            seed=cfg.trainer.seed)
+    batch, stats = cluster.rollout(rows, 1, params)
+    result = summarise(scored_samples(cfg, batch.samples, {r.id: r for r in rows}), stats.failed_prompts)
+    if stats.errors:
+        result["failures"] = stats.errors
+    return result, batch
+
+
 def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:
     """(row, accuracy, format, tool calls) of each sample."""
     agent = cfg.rollout.mode == "agent"

@@ -1,8 +1,8 @@
 """The GRPO loop: rollout workers -> rewards -> group advantages -> FSDP learners -> weight sync, on Ray.
 
-`train(cfg)` runs the optional SFT warm-up in this process, starts the cluster (engine/orchestration/
-cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the rollout of step k+1 runs while
-the learners train on step k, and the importance ratio uses the rollout's log-probs.
+`train(cfg)` checks the data, runs the optional SFT warm-up on the learners (engine/orchestration/sft.py),
+starts the cluster (engine/orchestration/cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the
+rollout of step k+1 runs while the learners train on step k, and the importance ratio uses the rollout's log-probs.
 """
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import VthinkError
-from engine.learner.checkpoint import copy_processor_files, latest
+from engine.learner.checkpoint import latest
 from engine.model.loading import TINY_NAMES
-from engine.learner.policy import sft_step
-from engine.learner.sft import has_target, sft_batch, trajectory_batch
 from engine.native import mrope_config
-from engine.orchestration.evaluation import scored_samples, summarise
+from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import resolve as resolve_placement
-from engine.orchestration.session import PromptStream, Session, build_session
+from engine.orchestration.session import PromptStream
+from engine.orchestration.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.hf_backend import SamplingParams
@@ -40,58 +39,6 @@ Log = Callable[[str], None]
 # Above this, rollout and learner log-probs of the same tokens on the same weights disagree for a reason
 # other than float noise (fp32 on the tiny model stays below 1e-5, measured with `vthink demo`).
 LOGP_GAP_WARN = 1e-2
-
-
-def run_sft(cfg: Config, s: Session, log: Log = print, trajectories: dict[str, list[dict]] | None = None
-            ) -> list[float]:
-    """Supervised warm-up. With `trajectories` ({row id: grounded turns}, engine/synth) each row's
-    trajectory is replayed through the agent loop; without, the ground-truth Video-Thinker traces."""
-    optimizer = torch.optim.AdamW(s.model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.optim.weight_decay)
-    if trajectories is None:
-        rows = [r for r in s.train_rows if has_target(r, s.records)]
-        if not rows:
-            from engine.errors import ConfigError
-
-            raise ConfigError("sft.steps", "no training row has a reasoning trace to learn from (a `reasoning` "
-                                           "field, Video-R1's `process` or reasoning before the answer)")
-        if len(rows) < len(s.train_rows):
-            log(f"sft: {len(rows)} of {len(s.train_rows)} training rows have a reasoning trace; training on those")
-    else:
-        rows = [r for r in s.train_rows if r.id in trajectories]
-    stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
-    pad_id, video_id = s.tokenizer.pad_token_id, s.model.config.video_token_id
-    mrope = mrope_config(s.model.config)
-    losses = []
-    for step in range(cfg.sft.steps):
-        batch_rows = next(stream)
-        if trajectories is None:
-            prompts = [s.rollout.prepare(r) for r in batch_rows]
-            batch = sft_batch(batch_rows, s.records, prompts, s.tokenizer, s.end_id, mrope).tensors(pad_id, video_id)
-        else:
-            batch, _ = trajectory_batch(batch_rows, [trajectories[r.id] for r in batch_rows], s.rollout, s.tokenizer,
-                                        s.end_id, cfg.sft.key_weight)
-        losses.append(sft_step(s.model, optimizer, batch, cfg.optim.grad_clip))
-        if step % 25 == 0 or step == cfg.sft.steps - 1:
-            log(f"sft {step + 1}/{cfg.sft.steps} | loss {losses[-1]:.3f}")
-    return losses
-
-
-def sft_to_disk(cfg: Config, out: Path, log: Log = print, data: Data | None = None) -> Path:
-    """Run the SFT warm-up and save the policy to `out`: HF layout in model.dtype, with the processor files,
-    so AutoProcessor / AutoModelForImageTextToText / vLLM load it as they load model.path."""
-    from engine.model import model_dir
-
-    s = build_session(cfg, log, data)
-    run_sft(cfg, s, log)
-    save_policy(s.model, s.tokenizer, out, model_dir(cfg.model.path, cfg.model.seed))
-    log(f"saved the SFT policy to {out}")
-    return out
-
-
-def save_policy(model, tokenizer, out: Path, source: Path) -> None:
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    copy_processor_files(source, out)
 
 
 def score_batch(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
@@ -243,13 +190,13 @@ class Trainer:
         {} when the data has no held-out rows."""
         if not self.eval_rows:
             return {}
-        batch, stats = self.cluster.rollout(self.eval_rows, 1, replace(self.sampling(-1), temperature=0.0))
-        by_id = {r.id: r for r in self.eval_rows}
+        result, batch = evaluate_on(self.cluster, self.cfg, self.eval_rows)
         if self.tracer and batch.samples:
+            by_id = {r.id: r for r in self.eval_rows}
             rewards = [score_sample(x, by_id[x.row_id], self.cfg.reward, self.cfg.rollout.mode == "agent")
                        for x in batch.samples]
             self.trace(self.step, "eval", batch.samples, rewards)
-        return summarise(scored_samples(self.cfg, batch.samples, by_id), stats.failed_prompts)
+        return result
 
     def trace(self, step: int, split: str, samples: list, rewards: list, metrics_log: MetricsLog | None = None):
         """rollouts/step-<step>.jsonl (or eval-<step>.jsonl): trainer.trace_samples samples, best and worst first
@@ -297,10 +244,10 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     (out / "data.json").write_text(json.dumps(data.summary(), indent=2))
     log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
         + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
-    if cfg.sft.steps:
+    if cfg.sft.steps or cfg.sft.epochs:
         sft_dir = out / "sft"
         if not (resume and (sft_dir / "config.json").is_file()):
-            sft_to_disk(cfg, sft_dir, log, data)
+            run_sft(cfg, data, sft_dir, log, resume=resume)
         cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
     if cfg.trainer.one_step_off:
         cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))

@@ -1,5 +1,6 @@
-"""`vthink sft` on the user's rows: their reasoning traces are the targets, and the saved folder is a complete model
-folder in model.dtype (processor files included), loadable by plain transformers."""
+"""`vthink sft` on the FSDP learners (real Ray actors) over the user's rows: their reasoning traces are the targets,
+the saved folder is a complete model folder in model.dtype (processor files included), and a resumed run ends
+exactly where an uninterrupted one does."""
 import json
 
 import pytest
@@ -10,7 +11,9 @@ from engine.data.synthetic import make_dataset
 from engine.learner.checkpoint import PROCESSOR_FILES
 from engine.learner.sft import target_response
 from engine.model import model_dir
-from engine.orchestration.trainer import sft_to_disk
+from engine.cli import main
+from engine.data.sources import load_data, prepare
+from engine.orchestration.sft import run_sft
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def test_sft_trains_on_the_rows_traces_and_saves_a_complete_folder(r1_file, tmp_
     cfg = load_config(None, [f"data.train_files=[{r1_file}]", "sft.steps=2", "sft.batch_size=2",
                              "model.dtype=bfloat16", f"trainer.output_dir={tmp_path}"])
     logs = []
-    out = sft_to_disk(cfg, tmp_path / "sft", logs.append)
+    out = run_sft(cfg, prepare(cfg, "train", tmp_path), tmp_path / "sft", logs.append)
     assert any("4 of 5 training rows have a reasoning trace" in line for line in logs)
     source = model_dir(None)
     for name in PROCESSOR_FILES:
@@ -46,8 +49,6 @@ def test_sft_trains_on_the_rows_traces_and_saves_a_complete_folder(r1_file, tmp_
 
 
 def test_sft_target_is_the_trace_then_the_answer(r1_file):
-    from engine.data.sources import load_data
-
     cfg = load_config(None, [f"data.train_files=[{r1_file}]"])
     row = load_data(cfg.data).train[0]
     assert target_response(row) == "<think>the shape is blue</think>\n<answer>B</answer>"
@@ -61,4 +62,22 @@ def test_sft_without_any_trace_is_a_config_error(r1_file, tmp_path):
     f.write_text(json.dumps(rows))
     cfg = load_config(None, [f"data.train_files=[{f}]", "sft.steps=1", f"trainer.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="sft.steps"):
-        sft_to_disk(cfg, tmp_path / "sft", lambda _: None)
+        run_sft(cfg, prepare(cfg, "train", tmp_path), tmp_path / "sft", lambda _: None)
+
+
+def test_sft_resumes_where_it_stopped(r1_file, tmp_path):
+    from safetensors.torch import load_file
+
+    common = [f"data.train_files=[{r1_file}]", "sft.batch_size=2", "sft.lr=1e-3", "ray.learners=2"]
+    assert main(["sft", *common, "sft.steps=3", f"trainer.output_dir={tmp_path / 'straight'}"]) == 0
+    part = [*common, "trainer.checkpoint_every=1", f"trainer.output_dir={tmp_path / 'resumed'}"]
+    assert main(["sft", *part, "sft.steps=2"]) == 0
+    assert main(["sft", *part, "sft.steps=3", "--resume"]) == 0
+    straight = load_file(tmp_path / "straight" / "sft" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "sft" / "model.safetensors")
+    base = load_file(model_dir(None) / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert any(not torch.equal(straight[k], base[k]) for k in straight)  # it did train
+    steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2]

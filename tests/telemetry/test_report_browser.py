@@ -3,7 +3,6 @@ and its frames, the filters work, clicking a <time> span marks its frames, no sc
 text that looks like markup stays text."""
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from engine.reward import score_sample
 from engine.telemetry.metrics import MetricsLog
 from engine.telemetry.traces import TraceWriter
 from tests.telemetry.browser import Browser, find_chromium
-from tests.telemetry.test_traces import ANSWER, CALL, scripted_group
+from tests.telemetry.test_traces import ANSWER, scripted_group
 
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> <answer>B</answer>'
 

@@ -1,0 +1,110 @@
+"""Supervised fine-tuning on the FSDP learners: the same Ray actors, micro-batching, checkpoints and resume as GRPO.
+
+Targets are each row's reasoning trace (Video-Thinker-10K style, or the ground-truth Video-Thinker trace of a
+synthetic row), or, with `trajectories` (engine/synth), multi-turn agent trajectories replayed through the real
+agent loop and tools. Batches are built in the driver, which needs the tokenizer and the model's config but no
+weights. A run is sft.steps steps (or sft.epochs passes over the rows) of sft.batch_size rows at sft.lr, with
+a greedy held-out eval every sft.eval_every steps (weights synced to the rollout workers first; without evals
+no rollout worker is started) and a checkpoint every trainer.checkpoint_every steps under <out>/checkpoints.
+Metrics go to <out>/metrics.jsonl; the result is a Hugging Face folder at <out>.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from engine.config import Config
+from engine.errors import ConfigError
+from engine.learner.checkpoint import latest
+from engine.learner.sft import has_target, sft_batch, trajectory_batch
+from engine.native import mrope_config
+from engine.orchestration.evaluation import evaluate_on
+from engine.orchestration.placement import resolve as resolve_placement
+from engine.orchestration.session import PromptStream, build_rollout
+from engine.telemetry.metrics import MetricsLog
+
+Log = Callable[[str], None]
+
+
+def sft_config(cfg: Config) -> Config:
+    """The learners' config for SFT: sft.lr with no warm-up, no reference model (no KL in SFT), and rollout
+    workers only when there are evals to run."""
+    workers = cfg.ray.rollout_workers if cfg.sft.eval_every else 0
+    return replace(cfg, optim=replace(cfg.optim, lr=cfg.sft.lr, warmup_steps=0), algo=replace(cfg.algo, kl_coef=0.0),
+                   ray=replace(cfg.ray, rollout_workers=workers))
+
+
+def sft_steps(cfg: Config, n_rows: int) -> int:
+    return cfg.sft.steps or cfg.sft.epochs * math.ceil(n_rows / cfg.sft.batch_size)
+
+
+def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[str, list[dict]] | None = None,
+            resume: bool = False) -> Path:
+    """Fine-tune model.path on `data` (engine/data/sources.py Data) and save the policy to `out`."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from engine.model import model_dir
+    from engine.orchestration.cluster import Cluster
+
+    out = Path(out)
+    path = model_dir(cfg.model.path, cfg.model.seed)
+    tokenizer, model_config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
+    rollout = build_rollout(cfg, None, tokenizer, model_config, data.records)  # prompts and tools; no generation
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if trajectories is None:
+        rows = [r for r in data.train if has_target(r, data.records)]
+        if not rows:
+            raise ConfigError("sft.steps", "no training row has a reasoning trace to learn from (a `reasoning` "
+                                           "field, Video-R1's `process` or reasoning before the answer)")
+        if len(rows) < len(data.train):
+            log(f"sft: {len(rows)} of {len(data.train)} training rows have a reasoning trace; training on those")
+    else:
+        rows = [r for r in data.train if r.id in trajectories]
+    steps = sft_steps(cfg, len(rows))
+    stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
+    scfg = resolve_placement(sft_config(cfg), log)
+
+    def batch(batch_rows: list) -> dict:
+        if trajectories is not None:
+            tensors, _ = trajectory_batch(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer,
+                                          end_id, cfg.sft.key_weight)
+            return tensors
+        prompts = [rollout.prepare(r) for r in batch_rows]
+        return sft_batch(batch_rows, data.records, prompts, tokenizer, end_id, mrope_config(model_config)).tensors(
+            tokenizer.pad_token_id, model_config.video_token_id)
+
+    ckpt_root = out / "checkpoints"
+    last = latest(ckpt_root) if resume else None
+    log(f"sft: {steps} steps of {cfg.sft.batch_size} rows on {scfg.ray.learners} FSDP learner rank(s)")
+    cluster = Cluster(scfg, log, records=data.records)
+    try:
+        start = 0
+        if last is not None:
+            extra = cluster.load_checkpoint(str(last))
+            start = int(extra["step"])
+            stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1, **extra["stream"])
+            log(f"sft: resumed from {last} at step {start}")
+        metrics_log = MetricsLog(out, steps, append=last is not None)
+        for step in range(start, steps):
+            learner = cluster.sft_update(batch(next(stream)))
+            learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
+            m = {"step": step, **learner}
+            done = step + 1
+            if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
+                cluster.sync_weights()
+                result, _ = evaluate_on(cluster, cfg, data.eval)
+                m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+            if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
+                cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": stream.state()})
+            metrics_log.write(m)
+            if step % 25 == 0 or done == steps or "eval_accuracy" in m:
+                log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
+                    + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
+        metrics_log.close()
+        cluster.export(str(out))
+    finally:
+        cluster.shutdown()
+    log(f"saved the SFT policy to {out}")
+    return out
