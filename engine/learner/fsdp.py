@@ -101,6 +101,10 @@ class FSDPLearner:
         self.step = 0  # update() calls so far, skipped ones included
         self.skipped = 0  # updates skipped for a non-finite loss or gradient norm
         self.merge = hf.config.vision_config.spatial_merge_size
+        head = hf.get_output_embeddings()
+        self.fused = self.options.fused_loss and isinstance(head, torch.nn.Linear) and head.bias is None
+        if self.options.fused_loss and not self.fused:
+            log.warning("learner.fused_loss: the LM head is not a bias-free linear layer; using log-probs + loss")
         self.mrope = native.mrope_config(hf.config)
 
     # ------------------------------------------------------------------ model access
@@ -228,13 +232,17 @@ class FSDPLearner:
             if mode == "recompute":
                 with torch.no_grad():
                     old, _ = self._run(self.policy, mb, lay.has_visual, with_entropy=False)
-            logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
-            if old is None:
-                old = logp.detach()
-            loss, stats = grpo_loss(
-                logp, old, ref_logp, mb["advantages"], mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
-                kl_type=algo.kl_type, kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
-                entropy=entropy, entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_trajectory_tokens)
+            opts = dict(clip_low=algo.clip_low, clip_high=algo.clip_high, kl_type=algo.kl_type,
+                        kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
+                        entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_trajectory_tokens)
+            if self.fused:  # old None: this pass's own log-probs (on-policy)
+                loss, stats, logp, entropy = self.policy(
+                    mb, temperature=self.cfg.rollout.temperature, run_visual=lay.has_visual,
+                    grpo=dict(old=old, ref=ref_logp, advantages=mb["advantages"], mask=mask, **opts))
+            else:
+                logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
+                loss, stats = grpo_loss(logp, logp.detach() if old is None else old, ref_logp, mb["advantages"],
+                                        mask, entropy=entropy, **opts)
             # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
             (loss * (w_agg * self.world_size)).backward()
             if real:

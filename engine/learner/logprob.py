@@ -1,4 +1,5 @@
-"""Token log-probs (and entropies) of a Qwen2.5-VL policy from its last hidden states, via kernels.linear_logprob.
+"""Token log-probs (and entropies) of a Qwen2.5-VL policy from its last hidden states, via kernels.linear_logprob,
+and the GRPO loss with the LM head inside the loss kernel (kernels.linear_grpo).
 
 The LM head is applied only inside the fused kernel, so the [B, L, V] logits are never built. The vision
 tower runs exactly once per call on all of the batch's images and videos together (or on a one-patch-group
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from kernels import linear_logprob
+from kernels import linear_grpo_loss, linear_logprob
 
 VIDEO_INPUTS = ("pixel_values_videos", "video_grid_thw")
 IMAGE_INPUTS = ("pixel_values", "image_grid_thw")
@@ -83,6 +84,43 @@ def policy_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: 
                            with_entropy)
 
 
+def fused_grpo_loss(model, batch: dict, temperature: float, old: torch.Tensor | None, ref: torch.Tensor | None,
+                    advantages: torch.Tensor, mask: torch.Tensor, run_visual: bool = False, **opts
+                    ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor | None]:
+    """The GRPO loss of `batch` with the LM head inside the loss kernel (kernels.linear_grpo: 3 GEMMs, the
+    gradients computed in the forward) -> (loss, stats, logp [B, L], entropy [B, L]).
+
+    old None: the old log-probs are this pass's own (on-policy). Only loss tokens reach the kernel: each row's
+    are packed to the left of a [B, T'] grid, which changes nothing (every GRPO term is per token, normalised
+    per row or per batch). `opts` are grpo_loss's keywords (clip_low, ..., agg, entropy_coef, max_len).
+    """
+    hidden = last_hidden(model, batch, run_visual)
+    B, L, H = hidden.shape
+    m = mask[:, 1:] != 0
+    n = m.sum(1)
+    T = max(int(n.max()), 1)
+    order = torch.argsort((~m).to(torch.int8), dim=1, stable=True)[:, :T]  # each row's loss positions, in order
+    keep = torch.arange(T, device=hidden.device)[None] < n[:, None]
+
+    def pack(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x[:, 1:].gather(1, order)
+
+    h = hidden[:, :-1].gather(1, order[..., None].expand(-1, -1, H)).reshape(B * T, H)
+    targets = torch.where(keep, pack(batch["input_ids"]), -100).reshape(-1)
+    adv = pack(advantages) if advantages.dim() == 2 else advantages
+    loss, stats, lp, ent = linear_grpo_loss(h, model.lm_head.weight, targets, pack(old), pack(ref), adv,
+                                            keep.float(), temperature=temperature, **opts)
+
+    def unpack(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        out = torch.zeros(B, L, dtype=torch.float32, device=hidden.device)
+        out[:, 1:].scatter_(1, order, torch.where(keep, x.float(), 0.0))
+        return out
+
+    return loss, stats, unpack(lp), unpack(ent)
+
+
 class LogprobModel(torch.nn.Module):
     """Wraps an HF model so that one forward() (FSDP's unit of parameter gathering) yields token log-probs.
 
@@ -96,5 +134,8 @@ class LogprobModel(torch.nn.Module):
         self.hf = hf
 
     def forward(self, batch: dict, temperature: float = 1.0, with_entropy: bool = True,
-                run_visual: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                run_visual: bool = False, grpo: dict | None = None):
+        """(logp, entropy) of `batch`; with `grpo` (fused_grpo_loss's keywords), (loss, stats, logp, entropy)."""
+        if grpo is not None:
+            return fused_grpo_loss(self.hf, batch, temperature, run_visual=run_visual, **grpo)
         return policy_logprobs(self.hf, batch, temperature, with_entropy, run_visual)

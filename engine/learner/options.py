@@ -21,6 +21,9 @@ class LearnerConfig:
     #   "rollout":   the rollout engine's log-probs (behaviour policy; right for one-step-off training).
     old_logp: Literal["policy", "recompute", "rollout"] = ruled(
         "policy", lambda v: v in OLD_LOGP_MODES, f"one of {', '.join(OLD_LOGP_MODES)}")
+    # The GRPO loss with the LM head inside the loss kernel (kernels.linear_grpo: 3 GEMMs instead of 4, no
+    # log-prob tensor kept for backward); used whenever the policy's LM head is a bias-free linear layer.
+    fused_loss: bool = True
     # Newest step directories kept by save_checkpoint; older ones are deleted.
     keep_checkpoints: int = ruled(3, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
 

@@ -76,3 +76,19 @@ def test_on_policy_ratio_is_exactly_one(interpret):
                                                         backend=backend, **OPTS)
         assert torch.equal(lp.reshape(-1), old), backend
         assert stats["ratio_mean"].item() == pytest.approx(1.0, abs=1e-7) and stats["clip_frac"].item() == 0.0
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_old_from_this_pass_equals_passing_its_detached_logprobs(backend, interpret, monkeypatch):
+    """old_logp=None (the learner's on-policy mode): the same loss, stats and gradients as passing the pass's own
+    log-probs, detached, as old_logp; computed chunk by chunk, in one pass."""
+    monkeypatch.setattr(torch_impl, "CHUNK_BYTES", 32 * 4 * 1031)
+    monkeypatch.setattr(lt, "FUSED_BUFFER_BYTES", 64 * 1031 * 6)
+    hidden, weight, targets, _, ref, adv, mask = setup(torch.float32, seed=3)
+    with torch.no_grad():
+        own, _ = linear_logprob_with_backend(hidden, weight, targets, temperature=0.7, backend=backend)
+    a = fused(hidden, weight, targets, own.view(mask.shape), ref, adv, mask, backend)
+    b = fused(hidden, weight, targets, None, ref, adv, mask, backend)
+    assert torch.equal(a[2], b[2]) and torch.equal(a[0], b[0])
+    assert b[1]["ratio_mean"].item() == pytest.approx(1.0, abs=1e-7) and b[1]["clip_frac"].item() == 0.0
+    assert torch.equal(a[3], b[3]) and torch.equal(a[4], b[4])

@@ -37,6 +37,10 @@ LEARNERS = {
     "micro": ([], LearnerConfig(micro_batch_tokens=24, old_logp="rollout")),
     "seqnorm": (["algo.loss_agg=seq-mean-token-sum-norm", "algo.entropy_coef=0.01"],
                 LearnerConfig(micro_batch_tokens=24, old_logp="recompute")),
+    # learner.fused_loss (the default) runs in every learner above; these two are the log-probs-then-loss
+    # path it replaces, and the fused path on-policy (old log-probs from the same pass).
+    "unfused": ([], LearnerConfig(micro_batch_tokens=24, old_logp="rollout", fused_loss=False)),
+    "onpolicy": (["algo.entropy_coef=0.01"], LearnerConfig(micro_batch_tokens=24, old_logp="policy")),
 }
 
 
@@ -76,6 +80,7 @@ def _worker(rank, scenario, port, data, out):
     if scenario == "main":
         for name, (extra, opts) in LEARNERS.items():
             learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
+            res[f"{name}/fused"] = learner.fused
             if name == "whole":
                 res["logp"] = learner.compute_logprobs(d["batch"])
                 res["ref_logp"] = learner.compute_logprobs(d["batch"], model="ref")
@@ -204,12 +209,13 @@ def _assert_weights_close(got, want, atol):
 def _assert_step_matches(got, want, lr):
     """Weights after AdamW steps agree to fp32 noise. Adam's first step is lr * g / (|g| + eps): where |g| is
     near eps (1e-8) summation-order noise in g moves the update visibly, so a few elements may differ by up to
-    1% of lr; the bulk must agree to 1e-4 of lr. A lost or double-counted micro-batch moves most elements by
-    a large fraction of lr."""
+    2% of lr (seen: 1.4% with the fused loss on-policy); the bulk must agree to 1e-4 of lr. A lost or
+    double-counted micro-batch moves most elements by a large fraction of lr."""
     assert got.keys() == want.keys()
     diffs = torch.cat([(got[k] - want[k]).abs().flatten() for k in want])
-    assert diffs.max().item() <= 1e-2 * lr, f"max weight difference {diffs.max().item():.3g}"
-    assert (diffs > 1e-4 * lr).float().mean().item() < 1e-3, "more than 0.1% of weights differ beyond fp32 noise"
+    beyond = (diffs > 1e-4 * lr).float().mean().item()
+    assert beyond < 1e-3, f"{beyond:.2%} of weights differ beyond fp32 noise"
+    assert diffs.max().item() <= 2e-2 * lr, f"max weight difference {diffs.max().item():.3g}, {beyond:.3%} beyond noise"
 
 
 def _assert_metrics_match(got, ref, rel=2e-4):
@@ -320,14 +326,19 @@ def test_sft_step_equals_single_process_reference(run):
     assert r0["sft/m"]["loss"] == pytest.approx(float(loss), rel=2e-4)
     assert r0["sft/m"]["grad_norm"] == pytest.approx(norm, rel=2e-4)
     assert r0["sft/m"]["micro_batches"] >= 2 and set(weights.unique().tolist()) == {0.0, 1.0, 4.0}
-    # As in _assert_step_matches; Adam's lr * g / (|g| + eps) turns summation-order noise in gradients near
-    # eps into up to a few % of lr on a handful of elements, so the bound on the worst one is 5% here.
     want = model.state_dict()
-    diffs = torch.cat([(r0["sft/w"][k] - want[k]).abs().flatten() for k in want])
-    assert diffs.max().item() <= 5e-2 * cfg.optim.lr
-    assert (diffs > 1e-4 * cfg.optim.lr).float().mean().item() < 1e-3
+    _assert_step_matches(r0["sft/w"], want, lr=cfg.optim.lr)
     moved = torch.cat([(want[k] - v).abs().flatten() for k, v in load_policy(None)[0].state_dict().items()])
     assert (moved > 0.5 * cfg.optim.lr).float().mean().item() > 0.5  # the step moved most weights by ~lr
+
+
+def test_fused_loss_step_equals_logprobs_then_loss(run):
+    """learner.fused_loss (LM head inside the loss kernel) and the unfused path give the same step."""
+    r0 = run["main"][0]
+    assert r0["micro/fused"] and not r0["unfused/fused"] and r0["onpolicy/fused"]
+    _assert_step_matches(r0["micro/w1"], r0["unfused/w1"], lr=1e-3)
+    for k in ("loss", "clip_frac", "kl", "entropy", "ratio_mean", "grad_norm", "tokens", "logp_gap_max"):
+        assert r0["micro/m1"][k] == pytest.approx(r0["unfused/m1"][k], rel=1e-5, abs=1e-7), k
 
 
 def test_micro_batching_equals_whole_shard(run):
