@@ -1,5 +1,6 @@
-"""Learner memory at real model sizes: one FSDP learner rank (gloo, world 1), default config (AdamW, k3 KL with a
-reference copy, fp32 master weights), one GRPO update on a text batch.
+"""Learner memory and step time at real model sizes: one FSDP learner rank (gloo, world 1), default config (AdamW,
+k3 KL with a reference copy, fp32 master weights), one GRPO update on a text batch, with learner.fused_loss on
+(the LM head inside the loss kernel) and off (log-probs, then the loss).
 
 Each model runs in its own process so peaks do not mix. Prints a table and writes
 bench/results/learner_memory-<device>.json with, per model: parameters, resident memory after building the
@@ -8,11 +9,12 @@ learner, peak resident memory over the update, the accounting (weights, gradient
 Models are randomly initialised at the preset's sizes (engine/model/sized.py); they are written once under
 $VTHINK_CACHE (default ~/.cache/vthink).
 
-    vthink bench learner_memory [--presets qwen2.5-0.5b qwen2.5-vl-3b-2layer] [--tokens 512]
+    vthink bench learner_memory [--presets qwen2.5-0.5b qwen2.5-vl-3b-2layer] [--tokens 512] [--fused on off]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -32,7 +34,7 @@ def rss() -> int:
     return 0
 
 
-def child(preset: str, tokens: int) -> dict:
+def child(preset: str, tokens: int, fused: bool) -> dict:
     import torch
     import torch.distributed as dist
 
@@ -51,7 +53,7 @@ def child(preset: str, tokens: int) -> dict:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port("127.0.0.1")))
     dist.init_process_group("gloo", rank=0, world_size=1)
     base = rss()
-    cfg = load_config(None, [f"model.path={path}"])
+    cfg = load_config(None, [f"model.path={path}", f"learner.fused_loss={str(fused).lower()}"])
     t0 = time.perf_counter()
     learner = FSDPLearner(cfg, 0, 1)
     built = rss()
@@ -70,7 +72,8 @@ def child(preset: str, tokens: int) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dist.destroy_process_group()
     est_learner, _, _ = estimate(params, 1, 1, 4, True, 0)
-    return {"preset": preset, "params": params, "tokens": B * L, "rss_start_gib": base / GiB,
+    return {"preset": preset, "fused_loss": learner.fused, "params": params, "tokens": B * L,
+            "rss_start_gib": base / GiB,
             "rss_built_gib": built / GiB, "rss_peak_gib": peak / GiB,
             "accounted_gib": 20 * params / GiB, "placement_estimate_gib": est_learner / GiB,
             "build_s": build_s, "update_s": update_s}
@@ -80,27 +83,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["qwen2.5-0.5b", "qwen2.5-vl-3b-2layer"])
     p.add_argument("--tokens", type=int, default=512, help="tokens in the update batch (4 rows)")
+    p.add_argument("--fused", nargs="+", choices=["on", "off"], default=["on", "off"], help="learner.fused_loss")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         here = Path(__file__).resolve().parent  # bench/kernels.py would shadow the kernels package
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-        print("RESULT " + json.dumps(child(a.child, a.tokens)), flush=True)
+        print("RESULT " + json.dumps(child(a.child, a.tokens, a.fused == ["on"])), flush=True)
         return
     rows = []
-    for preset in a.presets:
-        print(f"learner_memory: {preset} ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", preset, "--tokens", str(a.tokens)],
+    for preset, fused in itertools.product(a.presets, a.fused):
+        print(f"learner_memory: {preset}, fused_loss {fused} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", preset, "--tokens", str(a.tokens),
+                               "--fused", fused],
                               capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
             raise SystemExit(f"learner_memory: {preset} failed (exit {proc.returncode})")
         rows.append(json.loads(line[0][7:]))
-    head = f"{'model':<22} {'params':>8} {'built GiB':>10} {'peak GiB':>9} {'20 B/param':>11} {'estimate':>9} {'update s':>9}"
+    head = (f"{'model':<22} {'fused':>6} {'params':>8} {'built GiB':>10} {'peak GiB':>9} {'20 B/param':>11} "
+            f"{'estimate':>9} {'update s':>9}")
     print(head)
     for r in rows:
-        print(f"{r['preset']:<22} {r['params'] / 1e6:>7.0f}M {r['rss_built_gib']:>10.2f} {r['rss_peak_gib']:>9.2f} "
+        print(f"{r['preset']:<22} {str(r['fused_loss']):>6} {r['params'] / 1e6:>7.0f}M {r['rss_built_gib']:>10.2f} "
+              f"{r['rss_peak_gib']:>9.2f} "
               f"{r['accounted_gib']:>11.2f} {r['placement_estimate_gib']:>9.2f} {r['update_s']:>9.1f}")
     import torch
 

@@ -14,6 +14,7 @@ from engine.native import mrope_config
 from engine.rollout.agent import LoopConfig
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
+from engine.rollout.seeds import derive_seed
 from engine.video import FramePolicy, VideoService
 
 
@@ -102,7 +103,7 @@ class PromptStream:
 
     def _order(self) -> list:
         order = self.rows[:]
-        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        random.Random(derive_seed(self.seed, self.epoch, 0, 0)).shuffle(order)
         return order
 
     def __next__(self) -> list:

@@ -30,6 +30,7 @@ from engine.orchestration.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.hf_backend import SamplingParams
+from engine.rollout.seeds import derive_seed
 from engine.telemetry.metrics import MetricsLog, read_metrics
 from engine.telemetry.phases import PhaseTimer
 from engine.telemetry.report import plot_rewards, summary_table
@@ -84,7 +85,7 @@ class Trainer:
     def sampling(self, step: int, salt: int = 0) -> SamplingParams:
         r = self.cfg.rollout
         return SamplingParams(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                              seed=self.cfg.trainer.seed * 1_000_003 + step + 7919 * salt)
+                              seed=derive_seed(self.cfg.trainer.seed, step, 0, 0, salt))
 
     def rollout(self, step: int) -> tuple[RolloutBatch, list, dict]:
         """Scored samples for one step. With algo.dynamic_sampling, zero-variance groups are dropped and

@@ -16,6 +16,7 @@ from typing import Callable
 
 from engine.errors import ConfigError
 from engine.rollout.prompt import AGENT_PROMPT, SYSTEM_PROMPT, question_text
+from engine.rollout.seeds import derive_seed
 from engine.synth.caption_space import CaptionAgent, CaptionSpace, ground
 
 
@@ -76,7 +77,7 @@ def synthesize(cfg, rows: list, records: dict, out: Path, agent: CaptionAgent | 
     with open(out, "w", encoding="utf-8") as f:
         for i, row in enumerate(rows):
             for k in range(cfg.synth.samples_per_question):
-                traj = space.run(agent, row, system, question_text(row), seed=cfg.synth.seed * 1_000_003 + i * 131 + k)
+                traj = space.run(agent, row, system, question_text(row), seed=derive_seed(cfg.synth.seed, i, k, 0))
                 report.sampled += 1
                 if not traj.correct:
                     continue

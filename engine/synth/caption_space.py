@@ -19,6 +19,7 @@ from typing import Protocol
 
 from engine.errors import ToolCallError
 from engine.reward.parse import extract_answer
+from engine.rollout.seeds import derive_seed
 from engine.tools import CaptionClipIndex, ClipRetrievalTool, ToolCall, format_tool_call, parse_time, parse_tool_call
 from engine.tools.registry import ToolContext
 from engine.tools.timefmt import format_time
@@ -100,7 +101,7 @@ class CaptionSpace:
                     {"role": "user", "content": user}]
         traj = Trajectory(row.id)
         for k in range(self.max_turns + 1):
-            text = agent.act(messages, seed * 1_000_003 + k)
+            text = agent.act(messages, derive_seed(seed, 0, 0, k))
             traj.turns.append(Turn("assistant", text))
             messages.append({"role": "assistant", "content": text})
             if "<tool_call>" not in text or k == self.max_turns:
