@@ -81,3 +81,15 @@ def test_sft_resumes_where_it_stopped(r1_file, tmp_path):
     assert any(not torch.equal(straight[k], base[k]) for k in straight)  # it did train
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2]
+
+
+def test_sft_epochs_and_periodic_held_out_eval(r1_file, tmp_path):
+    """sft.epochs sets the step count; sft.eval_every syncs the learners' weights to a rollout worker and scores
+    the held-out rows greedily, into the step's metrics line."""
+    cfg = load_config(None, [f"data.train_files=[{r1_file}]", f"data.val_files=[{r1_file}]", "sft.epochs=1",
+                             "sft.batch_size=2", "sft.eval_every=1", "rollout.max_new_tokens=4",
+                             "ray.rollout_workers=1", "ray.learners=1", f"trainer.output_dir={tmp_path}"])
+    run_sft(cfg, prepare(cfg, "train", tmp_path), tmp_path / "sft", lambda _: None)
+    lines = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [0, 1]  # 4 rows with a trace, 2 per step, one epoch
+    assert all(m["eval_questions"] == 5 and 0 <= m["eval_accuracy"] <= 1 for m in lines)  # every held-out row
