@@ -48,7 +48,8 @@ class DataConfig:
     # Your own data: .json / .jsonl / .parquet files (engine/data/sources.py). Empty: the vthink dataset in `dir`.
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)  # held-out rows for eval; none: eval uses train_files
-    format: Literal["auto", "vthink", "video_r1", "qa_jsonl"] = "auto"  # auto: decided per file by its rows' keys
+    # auto: per file, by its first row's keys (qa_jsonl whenever data.fields are renamed)
+    format: Literal["auto", "vthink", "video_r1", "qa_jsonl"] = "auto"
     video_root: str | None = None  # relative video paths resolve against this (default: each file's folder)
     on_bad_row: Literal["error", "skip"] = "error"  # error: exit 2 on any bad row; skip: drop, count, bad_rows.jsonl
     fields: QAFields = field(default_factory=QAFields)
@@ -205,7 +206,7 @@ class TrainerConfig:
                                   'an integer >= 0')
     wandb_project: str | None = None  # also log metrics to this wandb project (when wandb is installed)
     # <output_dir>/rollouts/step-N.jsonl every trace_every steps (and eval-N.jsonl at each eval); 0 = never;
-    # "auto" = every step with the embedded tiny model, every 10 otherwise.
+    # "auto" = every step for models under 100M parameters (the embedded tiny one), every 10 otherwise.
     trace_every: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 0, "'auto' or an integer >= 0")
     # samples per traced step: the best and the worst of each group first
     trace_samples: int = ruled(8, lambda v: v >= 1,
@@ -345,6 +346,9 @@ def validate(cfg: Config) -> Config:
         from engine.reward import load_reward_fn
 
         load_reward_fn(cfg.reward.fn)  # imported and checked now, not at the first sample
+    if cfg.reward.format_layout == "r1" and (cfg.rollout.mode == "agent" or cfg.rollout.relook):
+        raise ConfigError("reward.format_layout", "'r1' is for one-turn thinker rollouts; agent and re-look "
+                                                  "trajectories answer in Video-Thinker blocks (video_thinker)")
     if cfg.rollout.mode == "agent" and not cfg.rollout.tools:
         raise ConfigError("rollout.tools", "agent mode needs at least one tool")
     if len(set(cfg.rollout.tools)) != len(cfg.rollout.tools):

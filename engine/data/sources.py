@@ -1,7 +1,7 @@
 """Where the rows come from: the user's files in one of three layouts, or the synthetic dataset, every row
 checked before any model loads.
 
-Layouts (data.format; "auto" decides per row by its keys):
+Layouts (data.format; "auto" decides per file by its first row's keys, qa_jsonl when data.fields are renamed):
   vthink    the rows `vthink make-data` writes (engine/data/schema.py QARow), videos.jsonl beside them if any;
   video_r1  Video-R1 / Video-Thinker-10K rows: problem_id, problem, data_type, problem_type, options
             ("A. ..."), solution ("<answer>...</answer>", possibly after reasoning), path, data_source;
@@ -265,6 +265,7 @@ def load_files(files: list[str], split: str, cfg, key: str, bad: list[BadRow]) -
             raise ConfigError(f"{key}[{i}]", f"no such file: {path}" + (" (a folder: name its .json/.jsonl/.parquet "
                                                                       "files)" if path.is_dir() else ""))
         base = Path(cfg.video_root).expanduser().resolve() if cfg.video_root else path.resolve().parent
+        fmt = cfg.format if cfg.format != "auto" else ("qa_jsonl" if cfg.fields != type(cfg.fields)() else None)
         for where, raw in read_file(path):
             row_id = None
             try:
@@ -272,7 +273,7 @@ def load_files(files: list[str], split: str, cfg, key: str, bad: list[BadRow]) -
                     raise raw
                 if not isinstance(raw, dict):
                     raise RowError("bad value", f"a row must be a JSON object, got {type(raw).__name__}")
-                fmt = cfg.format if cfg.format != "auto" else detect_format(raw)
+                fmt = fmt or detect_format(raw)  # "auto": decided once per file, by its first row
                 row_id = _row_id(raw, fmt, cfg.fields)
                 if fmt == "video_r1":
                     row = row_video_r1(raw, base, split)
@@ -286,6 +287,9 @@ def load_files(files: list[str], split: str, cfg, key: str, bad: list[BadRow]) -
             except DatasetError as e:  # QARow's own checks (kind, options, answer)
                 reason = "answer not among options" if "answer among" in str(e) else "bad value"
                 bad.append(BadRow(str(path), where, row_id, reason, str(e)))
+                continue
+            except (ValueError, TypeError) as e:  # e.g. float("abc") in a span, a NUL byte in a path
+                bad.append(BadRow(str(path), where, row_id, "bad value", f"{type(e).__name__}: {e}"))
                 continue
             row.source = f"{path}:{where}"
             rows.append(row)
@@ -319,6 +323,10 @@ def load_data(cfg, log=print) -> Data:
         held, _ = load_files([str(root / "eval.jsonl")], "eval", _as_vthink(cfg), "data.dir", bad)
     train = _unique(train, bad)
     held = _unique(held, bad)
+    both = {r.id for r in train} & {r.id for r in held}
+    if both:
+        log(f"data: warning: {len(both)} row id(s) are in both the training and the held-out files "
+            f"(e.g. {sorted(both)[:3]}): held-out results would not be held out")
     data = Data(train, held, records, bad)
     check_videos(data, log)
     return data

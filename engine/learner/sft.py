@@ -24,11 +24,18 @@ def has_target(row, records: dict) -> bool:
     return bool(row.reasoning) or bool(getattr(records.get(row.video_id), "segments", None))
 
 
-def target_response(row, record=None) -> str:
-    """What SFT teaches for a row: its own reasoning trace (e.g. Video-Thinker-10K's) then the answer; else the
-    Video-Thinker trace a perfect model would write from the ground truth, one block per segment."""
+def target_response(row, record=None, layout: str = "video_thinker") -> str:
+    """What SFT teaches for a row, in reward.format_layout: its own reasoning trace (e.g. Video-Thinker-10K's)
+    then the answer; else the trace a perfect model would write from the ground truth — one
+    <time>/<caption>/<think> block per segment, or (layout "r1") the segments inside one <think>."""
     if row.reasoning:
-        return f"{row.reasoning.strip()}\n<answer>{row.answer}</answer>"
+        reasoning = row.reasoning.strip()
+        if layout == "r1" and not reasoning.startswith("<think>"):
+            reasoning = f"<think>{reasoning}</think>"
+        return f"{reasoning}\n<answer>{row.answer}</answer>"
+    if layout == "r1":
+        seen = " ".join(f"{format_span(s.start_s, s.end_s)}: {s.caption}." for s in record.segments)
+        return f"<think>{seen}</think>\n<answer>{row.answer}</answer>"
     blocks = [
         f"<time>{format_span(s.start_s, s.end_s)}</time> <caption>{s.caption}</caption> "
         "<think>This segment matters.</think>"
@@ -37,7 +44,8 @@ def target_response(row, record=None) -> str:
     return "\n".join(blocks) + f"\n<answer>{row.answer}</answer>"  # a letter, or the span as MM:SS-MM:SS
 
 
-def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict) -> RolloutBatch:
+def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict, layout: str = "video_thinker"
+              ) -> RolloutBatch:
     """Teacher-forced samples: the prompt of each request followed by its target response and end-of-turn.
 
     `mrope` (engine.native.mrope_config of the policy) makes the batch carry explicit M-RoPE position ids,
@@ -45,7 +53,8 @@ def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict) -> R
     """
     samples = []
     for i, (row, req) in enumerate(zip(rows, requests)):
-        ids = tokenizer(target_response(row, records.get(row.video_id)), add_special_tokens=False)["input_ids"] + [end_id]
+        text = target_response(row, records.get(row.video_id), layout)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [end_id]
         samples.append(Sample(i, row.id, req.prompt_ids, ids, [0.0] * len(ids), req.video))
     return RolloutBatch(samples=samples, group_size=1, mrope=mrope)
 

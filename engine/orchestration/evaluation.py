@@ -5,8 +5,8 @@ writes to eval.json:
 
     {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "per_kind": {kind: {"n", "accuracy"}}}
 
-accuracy and chance are over the multiple-choice questions; per_kind reports every kind (grounding as
-mean temporal IoU). The ablations swap one part of the same policy: `blank_video` replaces every frame
+accuracy and chance are over the multiple-choice questions (over every question, chance null, when there
+is none); per_kind reports every kind (grounding as mean temporal IoU). The ablations swap one part of the same policy: `blank_video` replaces every frame
 the model sees (prompt and tool observations) by a blank one; `tools_off` makes the model answer
 from the global frames alone: its turn is begun with `<time>`, the answer block, so no tool is called.
 `tool_gate` is VideoThinker's confidence-gated inference: that direct answer is kept when its confidence
@@ -113,10 +113,13 @@ def summarise(results: list[tuple], failed: int = 0, gated: int = 0) -> dict:
         k["accuracy"] += acc
     for k in per_kind.values():
         k["accuracy"] /= k["n"]
+    if not mcq:  # no multiple choice (e.g. numerical / free-form data): every question counts, chance unknown
+        mcq = [(row, acc) for row, acc, _, _ in results]
     out = {
         "questions": len(mcq),
         "accuracy": sum(acc for _, acc in mcq) / max(1, len(mcq)),
-        "chance": sum(1 / len(row.options) for row, _ in mcq) / max(1, len(mcq)),
+        "chance": (sum(1 / len(row.options) for row, _ in mcq) / max(1, len(mcq))
+                   if all(row.kind == "mcq" for row, _ in mcq) else None),
         "format": sum(fmt for _, _, fmt, _ in results) / n,
         "tool_calls_per_sample": sum(c for *_, c in results) / n,
         "per_kind": per_kind,

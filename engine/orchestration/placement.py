@@ -85,9 +85,17 @@ def place(cfg, params: int, cores: int | None = None, gpus: int | None = None, m
     memory = available_memory() if memory is None else memory
     want_w, want_l = cfg.ray.rollout_workers, cfg.ray.learners
     if gpus:
+        if gpus == 1 and not cfg.ray.colocate:
+            from engine.errors import ConfigError
+
+            raise ConfigError("ray.colocate", "one GPU holds one learner and one rollout worker only when they "
+                                              "share it: set ray.colocate=true")
         share = gpus if cfg.ray.colocate else max(1, gpus // 2)
         learners = share if want_l == "auto" else want_l
-        workers = (share if cfg.ray.colocate else max(1, gpus - learners)) if want_w == "auto" else want_w
+        if cfg.ray.colocate:  # learner i and rollout worker i share GPU i
+            workers = learners if want_w == "auto" else want_w
+        else:
+            workers = max(1, gpus - learners) if want_w == "auto" else want_w
         return Placement(workers, learners, f"{gpus} GPU(s){', colocated' if cfg.ray.colocate else ''}")
     learners = (2 if cores >= 16 else 1) if want_l == "auto" else want_l
     workers = min(8, max(1, cores // 4)) if want_w == "auto" else want_w
@@ -120,5 +128,10 @@ def resolve(cfg, log=print):
     from engine.model import model_dir
 
     p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed)))
+    if cfg.ray.colocate and p.rollout_workers != p.learners:
+        from engine.errors import ConfigError
+
+        raise ConfigError("ray.colocate", f"needs as many rollout workers as learners, got {p.rollout_workers} "
+                                          f"and {p.learners}")
     log(f"layout: {p.rollout_workers} rollout worker(s) + {p.learners} FSDP learner rank(s) (auto: {p.why})")
     return replace(cfg, ray=replace(cfg.ray, rollout_workers=p.rollout_workers, learners=p.learners))

@@ -10,7 +10,9 @@ Metrics go to <out>/metrics.jsonl; the result is a Hugging Face folder at <out>.
 """
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -18,12 +20,12 @@ from typing import Callable
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
-from engine.learner.sft import has_target, sft_batch, trajectory_batch
+from engine.learner.sft import has_target, sft_batch, trajectory_batch, weight_key_spans
 from engine.native import mrope_config
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
-from engine.telemetry.metrics import MetricsLog
+from engine.telemetry.metrics import MetricsLog, read_metrics
 
 Log = Callable[[str], None]
 
@@ -72,11 +74,16 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
                                           end_id, cfg.sft.key_weight)
             return tensors
         prompts = [rollout.prepare(r) for r in batch_rows]
-        return sft_batch(batch_rows, data.records, prompts, tokenizer, end_id, mrope_config(model_config)).tensors(
-            tokenizer.pad_token_id, model_config.video_token_id)
+        tensors = sft_batch(batch_rows, data.records, prompts, tokenizer, end_id, mrope_config(model_config),
+                            cfg.reward.format_layout).tensors(tokenizer.pad_token_id, model_config.video_token_id)
+        tensors["loss_mask"] = weight_key_spans(tensors["input_ids"], tensors["loss_mask"], tokenizer,
+                                                cfg.sft.key_weight)
+        return tensors
 
     ckpt_root = out / "checkpoints"
     last = latest(ckpt_root) if resume else None
+    if resume and last is None:
+        raise ConfigError("trainer.output_dir", f"--resume found no SFT checkpoint under {ckpt_root}")
     log(f"sft: {steps} steps of {cfg.sft.batch_size} rows on {scfg.ray.learners} FSDP learner rank(s)")
     cluster = Cluster(scfg, log, records=data.records)
     try:
@@ -87,6 +94,9 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1, **extra["stream"])
             log(f"sft: resumed from {last} at step {start}")
         metrics_log = MetricsLog(out, steps, append=last is not None)
+        if last is not None:  # drop the lines of steps the checkpoint does not contain
+            kept = [m for m in read_metrics(metrics_log.path) if m["step"] < start]
+            metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
         for step in range(start, steps):
             learner = cluster.sft_update(batch(next(stream)))
             learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
@@ -103,7 +113,13 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
                 log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
                     + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
         metrics_log.close()
-        cluster.export(str(out))
+        # Written aside, then renamed in: a crash never leaves a half-written policy that looks complete.
+        partial = out / ".export"
+        shutil.rmtree(partial, ignore_errors=True)
+        cluster.export(str(partial))
+        for f in sorted(partial.iterdir(), key=lambda f: f.name == "config.json"):  # config.json, the mark, last
+            f.replace(out / f.name)
+        partial.rmdir()
     finally:
         cluster.shutdown()
     log(f"saved the SFT policy to {out}")

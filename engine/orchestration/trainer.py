@@ -21,9 +21,10 @@ from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import VthinkError
 from engine.learner.checkpoint import latest
-from engine.model.loading import TINY_NAMES
+from engine.model import model_dir
 from engine.native import mrope_config
 from engine.orchestration.evaluation import evaluate_on
+from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream
 from engine.orchestration.sft import run_sft
@@ -40,6 +41,7 @@ Log = Callable[[str], None]
 # Above this, rollout and learner log-probs of the same tokens on the same weights disagree for a reason
 # other than float noise (fp32 on the tiny model stays below 1e-5, measured with `vthink demo`).
 LOGP_GAP_WARN = 1e-2
+TINY_PARAMS = 100_000_000  # below this a run is "tiny": trainer.trace_every "auto" traces every step
 
 
 def score_batch(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
@@ -72,7 +74,9 @@ class Trainer:
         self.failed: list[str] = []  # "row id: reason" of every prompt whose rollout failed
         self.last_eval: dict | None = None  # the held-out eval after the last step run() trained
         every = cfg.trainer.trace_every
-        self.trace_every = (1 if cfg.model.path in TINY_NAMES else 10) if every == "auto" else every
+        if every == "auto":  # every step for tiny models (the embedded one, and its SFT), every 10 otherwise
+            every = 1 if parameter_count(model_dir(cfg.model.path, cfg.model.seed)) < TINY_PARAMS else 10
+        self.trace_every = every
         self.tracer = TraceWriter(cfg.trainer.output_dir) if self.trace_every else None
         self.pad_id, self.video_id, self.mrope = _policy_ids(cfg)
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
@@ -236,7 +240,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     out = Path(cfg.trainer.output_dir)
     ckpt_root = out / "checkpoints"
     last = latest(ckpt_root) if resume else None
-    if resume and last is None:
+    sft_pending = (cfg.sft.steps or cfg.sft.epochs) and not (out / "sft" / "config.json").is_file()
+    if resume and last is None and not (sft_pending and latest(out / "sft" / "checkpoints")):
         from engine.errors import ConfigError
 
         raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}")
@@ -247,8 +252,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
     if cfg.sft.steps or cfg.sft.epochs:
         sft_dir = out / "sft"
-        if not (resume and (sft_dir / "config.json").is_file()):
-            run_sft(cfg, data, sft_dir, log, resume=resume)
+        if not (resume and (sft_dir / "config.json").is_file()):  # the folder appears complete or not at all
+            run_sft(cfg, data, sft_dir, log, resume=resume and latest(sft_dir / "checkpoints") is not None)
         cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
     if cfg.trainer.one_step_off:
         cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))

@@ -34,6 +34,9 @@ class Reward:
     user: dict[str, float] = field(default_factory=dict)  # reward.fn's components ("fn" when it returns a float)
 
 
+RESERVED = frozenset({"total", "accuracy", "format", "tool"})
+
+
 class RewardFnError(VthinkError, ValueError):
     """The user reward function (reward.fn) returned something that is not a finite number or a dict of them."""
 
@@ -81,7 +84,11 @@ def score_sample(sample, row, cfg, agent: bool = False) -> Reward:
               numeric_tolerance=cfg.numeric_tolerance, layout=cfg.format_layout)
     if cfg.fn is None:
         return r
-    user = _components(load_reward_fn(cfg.fn)(sample, row), cfg.fn, row)
+    try:
+        value = load_reward_fn(cfg.fn)(sample, row)
+    except Exception as e:  # the user's code may fail in any way: say whose and on which row
+        raise RewardFnError(f"reward.fn {cfg.fn} raised on row {row.id}: {type(e).__name__}: {e}") from e
+    user = _components(value, cfg.fn, row)
     return Reward(accuracy=r.accuracy, format=r.format, tool=r.tool, user=user,
                   total=r.total + cfg.fn_weight * sum(user.values()))
 
@@ -90,6 +97,9 @@ def _components(value, name: str, row) -> dict[str, float]:
     items = value.items() if isinstance(value, dict) else [("fn", value)]
     out = {}
     for k, v in items:
+        if str(k) in RESERVED:
+            raise RewardFnError(f"reward.fn {name} returned a component named {k!r} for row {row.id}; "
+                                f"{sorted(RESERVED)} are the built-in terms' names")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise RewardFnError(f"reward.fn {name} returned {v!r} for row {row.id} ({k}); expected a finite "
                                 "number or a dict of them")

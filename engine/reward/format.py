@@ -26,7 +26,8 @@ LAYOUTS = ("video_thinker", "r1")
 def format_reward(response: str, layout: str = "video_thinker") -> float:
     if layout == "r1":
         m = _R1.fullmatch(response)
-        return 1.0 if m is not None and "<answer>" not in m.group(1) and m.group(2).strip() else 0.0
+        ok = m is not None and "<answer>" not in m.group(1) and "<answer>" not in m.group(2) and m.group(2).strip()
+        return 1.0 if ok else 0.0
     if layout != "video_thinker":
         raise ValueError(f"unknown format layout {layout!r}; expected one of {LAYOUTS}")
     pos, blocks = 0, 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from engine.video.preprocess import denormalize, unpatchify
@@ -90,12 +91,13 @@ class TraceWriter:
         for x, r in zip(samples, rewards):
             row = rows_by_id[x.row_id]
             seen[x.group] = seen.get(x.group, -1) + 1
-            reward = {"total": r.total, "accuracy": r.accuracy, "format": r.format, "tool": r.tool, **r.user}
-            gap = x.metrics.get("logp_gap_max")
+            reward = {k: _finite(v) for k, v in
+                      {"total": r.total, "accuracy": r.accuracy, "format": r.format, "tool": r.tool, **r.user}.items()}
+            gap = _finite(x.metrics.get("logp_gap_max"))
             out.append({
                 "step": step, "split": split, "row_id": x.row_id, "sample": seen[x.group], "group": x.group,
                 "kind": row.kind, "question": row.question, "options": list(row.options), "answer": row.answer,
-                "reward": reward, "advantage": x.advantage, "logp_gap_max": gap, "finish_reason": x.finish_reason,
+                "reward": reward, "advantage": _finite(x.advantage), "logp_gap_max": gap, "finish_reason": x.finish_reason,
                 "frames": self.frames(x.videos[0] if x.videos else x.video), "turns": self.turns(x),
             })
         return out
@@ -103,9 +105,14 @@ class TraceWriter:
     def write(self, name: str, lines: list[dict]) -> Path:
         path = self.dir / f"{name}.jsonl"
         tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        tmp.write_text("".join(json.dumps(line, allow_nan=False) + "\n" for line in lines))  # JSON.parse-able
         tmp.replace(path)
         return path
+
+
+def _finite(value):
+    """A number as JSON can carry it: NaN and infinities (a skipped, non-finite update) become null."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _jsonable(value):

@@ -213,3 +213,22 @@ def test_synthetic_generator_never_writes_into_a_users_folder(tmp_path):
     again = replace(cfg, dir=str(tmp_path / "syn"))
     ensure_dataset(again, log=lambda _: None)
     make_dataset(tmp_path / "syn", num_videos=2)
+
+
+def test_renamed_fields_mean_qa_jsonl_even_with_r1_like_columns(tmp_path, clips):
+    f = write(tmp_path / "qa.jsonl", [{"problem": "How many?", "clip": "a.mp4", "solution": "3", "extra": 1}])
+    cfg = cfg_for(tmp_path, clips, train=[f])
+    cfg = replace(cfg, data=replace(cfg.data, fields=replace(cfg.data.fields, video="clip", question="problem",
+                                                             answer="solution")))
+    data = load_data(cfg.data)
+    assert not data.bad and [(r.kind, r.answer) for r in data.train] == [("numerical", "3")]
+
+
+def test_values_that_raise_inside_a_row_are_bad_rows(tmp_path, clips):
+    good = {"id": "g", "video_id": "v", "video": "a.mp4", "kind": "grounding", "question": "When?", "options": [],
+            "answer": "00:01-00:02", "split": "train"}
+    rows = [good, dict(good, id="span", answer_span_s=["x", 2]), dict(good, id="nul", video="a\x00.mp4")]
+    f = write(tmp_path / "vt.jsonl", rows)
+    data = load_data(cfg_for(tmp_path, clips, train=[f]).data)
+    assert [r.id for r in data.train] == ["g"]
+    assert sorted((b.row_id, b.reason) for b in data.bad) == [("nul", "bad value"), ("span", "bad value")]

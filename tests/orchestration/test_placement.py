@@ -46,3 +46,12 @@ def test_parameter_count_reads_safetensors_headers():
 
     model, _ = load_policy(None)
     assert parameter_count(model_dir(None)) == sum(p.numel() for p in model.state_dict().values())
+
+
+def test_one_gpu_needs_colocation_and_colocation_pairs_counts():
+    with pytest.raises(ConfigError, match="ray.colocate"):
+        place(cfg(), P_3B2, cores=16, gpus=1, memory=128 * GiB)
+    p = place(cfg("ray.colocate=true"), P_3B2, cores=16, gpus=1, memory=128 * GiB)
+    assert (p.rollout_workers, p.learners) == (1, 1)
+    p = place(cfg("ray.colocate=true", "ray.learners=4"), P_3B2, cores=64, gpus=8, memory=512 * GiB)
+    assert (p.rollout_workers, p.learners) == (4, 4)

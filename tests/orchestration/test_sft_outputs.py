@@ -93,3 +93,20 @@ def test_sft_epochs_and_periodic_held_out_eval(r1_file, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [0, 1]  # 4 rows with a trace, 2 per step, one epoch
     assert all(m["eval_questions"] == 5 and 0 <= m["eval_accuracy"] <= 1 for m in lines)  # every held-out row
+
+
+def test_sft_targets_follow_the_format_layout():
+    from pathlib import Path
+
+    from engine.data.schema import QARow, Segment, VideoRecord
+    from engine.reward import format_reward
+
+    def qa(reasoning):
+        return QARow(id="q", video_id="v", video=Path("/v.mp4"), kind="mcq", question="q?", options=["a", "b"],
+                     answer="B", answer_span_s=None, split="train", reasoning=reasoning)
+
+    record = VideoRecord("v", Path("/v.mp4"), "h264", 8.0, 16, 128, 64, 2.0, segments=[Segment(0.0, 1.0, "a red dot")])
+    assert target_response(qa("it is blue"), layout="r1") == "<think>it is blue</think>\n<answer>B</answer>"
+    assert format_reward(target_response(qa("it is blue"), layout="r1"), "r1") == 1.0
+    assert format_reward(target_response(qa(None), record, "r1"), "r1") == 1.0
+    assert format_reward(target_response(qa(None), record), "video_thinker") == 1.0

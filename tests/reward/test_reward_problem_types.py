@@ -124,3 +124,30 @@ def test_user_reward_fn_is_checked_at_config_time(user_rewards):
         with pytest.raises(ConfigError, match=match) as e:
             load_config(None, [f"reward.fn={spec}"])
         assert e.value.key == "reward.fn"
+
+
+def test_r1_format_refuses_a_second_answer_and_other_modes():
+    assert format_reward("<think>x</think><answer>A</answer><answer>B</answer>", "r1") == 0.0
+    with pytest.raises(ConfigError, match="reward.format_layout"):
+        load_config(None, ["reward.format_layout=r1", "rollout.mode=agent"])
+
+
+USER_MODULE_2 = '''
+def shadows(sample, row):
+    return {"accuracy": 1.0}
+
+def crashes(sample, row):
+    return 1 / 0
+'''
+
+
+def test_user_reward_fn_cannot_shadow_built_in_terms_and_its_errors_name_the_row(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards2.py").write_text(USER_MODULE_2)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_reward_fn.cache_clear()
+    r = row("mcq", "B", ["one", "two"])
+    with pytest.raises(RewardFnError, match="'accuracy'"):
+        score_sample(sample(ans("B")), r, RewardConfig(fn="my_rewards2:shadows"))
+    with pytest.raises(RewardFnError, match="raised on row r-mcq: ZeroDivisionError"):
+        score_sample(sample(ans("B")), r, RewardConfig(fn="my_rewards2:crashes"))
+    load_reward_fn.cache_clear()

@@ -116,3 +116,16 @@ def test_traced_samples_reach_tensorboard_as_text_and_frame_strips(agent, tmp_pa
     assert row.id in text and "frame_zoom" in text
     image = acc.Images("rollouts/0/frames")[0]
     assert image.width == sum(Image.open(writer.dir / f["image"]).size[0] for f in lines[0]["frames"])
+
+
+def test_non_finite_numbers_are_written_as_null(agent, tmp_path):
+    cfg, s, rollout = agent
+    row = next(r for r in s.train_rows if r.kind == "mcq")
+    samples = scripted_group(cfg, s, rollout, row)
+    samples[0].metrics["logp_gap_max"] = float("nan")
+    samples[1].advantage = float("inf")
+    rewards = [score_sample(x, row, cfg.reward, agent=True) for x in samples]
+    writer = TraceWriter(tmp_path / "run")
+    path = writer.write("step-0", writer.lines(0, "train", samples, rewards, {row.id: row}))
+    first, second = [json.loads(x) for x in path.read_text().splitlines()]  # strict JSON: no NaN tokens
+    assert first["logp_gap_max"] is None and second["advantage"] is None and "NaN" not in path.read_text()
