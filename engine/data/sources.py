@@ -294,7 +294,7 @@ def load_files(files: list[str], split: str, cfg, key: str, bad: list[BadRow]) -
             row.source = f"{path}:{where}"
             rows.append(row)
         videos_jsonl = path.resolve().parent / "videos.jsonl"
-        if videos_jsonl.is_file() and any(r.source.startswith(str(path)) for r in rows):
+        if fmt == "vthink" and videos_jsonl.is_file():  # the records `vthink make-data` writes beside its rows
             from engine.data.dataset import load_videos
 
             records.update(load_videos(videos_jsonl.parent))
