@@ -113,6 +113,18 @@ class PromptStream:
         self.position += self.size
         return batch
 
+    def take(self, k: int) -> list:
+        """Exactly the next k rows (k <= len(rows)), continuing into the next epoch's order when this one runs
+        out: what a refill draws, so no prompt is skipped."""
+        out: list = []
+        while len(out) < k:
+            if self.position >= len(self.rows):
+                self.epoch, self.position = self.epoch + 1, 0
+            n = min(k - len(out), len(self.rows) - self.position)
+            out += self._order()[self.position : self.position + n]
+            self.position += n
+        return out
+
     def __iter__(self):
         return self
 

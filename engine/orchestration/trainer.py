@@ -101,7 +101,7 @@ class Trainer:
         t0 = time.perf_counter()
 
         def draw(k: int):
-            batch_rows = rows[:k] if not stats else next(self.stream)[:k]
+            batch_rows = rows[:k] if not stats else self.stream.take(k)  # a refill draws only what it needs
             batch, st = self.cluster.rollout(batch_rows, g, self.sampling(step, len(stats)))
             stats.append(st)
             m["failed_prompts"] += st.failed_prompts

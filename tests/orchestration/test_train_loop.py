@@ -52,6 +52,16 @@ def test_prompt_stream_resumes_where_it_stopped(session):
     assert [[r.id for r in next(c)] for _ in range(4)] == seen[3:]
 
 
+def test_prompt_stream_take_draws_exactly_what_is_asked_and_skips_nothing():
+    rows = list(range(7))
+    s = PromptStream(rows, 3, seed=1)
+    first = next(s)
+    taken = s.take(2) + s.take(2)  # refills: exactly the rest of this epoch, nothing skipped
+    assert len(taken) == 4 and sorted(first + taken[:4]) == rows
+    again = PromptStream(rows, 3, seed=1, **s.state())
+    assert again.take(3) == s.take(3)  # resumable mid-epoch
+
+
 def test_train_then_resume(cfg):
     out = cfg.trainer.output_dir
     history = train(cfg, log=lambda _: None)
