@@ -175,12 +175,14 @@ class Cluster:
 
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
         """One optimizer step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
-        metrics = ray.get([lw.update.remote(batch, advantages) for lw in self.learners])
+        batch_ref, adv_ref = ray.put(batch), ray.put(advantages)  # serialised once, not once per learner
+        metrics = ray.get([lw.update.remote(batch_ref, adv_ref) for lw in self.learners])
         return metrics[0]
 
     def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One supervised step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
-        return ray.get([lw.sft_update.remote(batch) for lw in self.learners])[0]
+        batch_ref = ray.put(batch)  # serialised once, not once per learner
+        return ray.get([lw.sft_update.remote(batch_ref) for lw in self.learners])[0]
 
     def export(self, path: str) -> None:
         """The learners' policy as a Hugging Face folder at `path` (model.dtype, tokenizer, processor files)."""
