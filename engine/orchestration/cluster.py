@@ -88,16 +88,17 @@ class Cluster:
             res = {"num_gpus": 0.5, "num_cpus": 1}
             place = [{"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
                      for i in range(n_learners)]
+        # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
         learner_cls = ray.remote(**res)(LearnerWorker)
         self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, threads) for r in range(n_learners)]
-        host, port = ray.get(self.learners[0].rendezvous.remote())
-        ray.get([lw.start.remote(host, port) for lw in self.learners])
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
         self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
         # Records go by a method, not the constructor: Ray restarts a worker from its constructor arguments,
         # and large ones would live in the object store at the mercy of its reference counting.
         self._records = ray.put(records)
-        ray.get([w.start.remote(self._records) for w in self.workers])
+        host, port = ray.get(self.learners[0].rendezvous.remote())
+        ray.get([lw.start.remote(host, port) for lw in self.learners]
+                + [w.start.remote(self._records) for w in self.workers])
         self.version = -1  # the first sync sends version 0
         self.restarts = 0
         self._join_sync()
