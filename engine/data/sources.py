@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from engine.data.answers import number_text
 from engine.data.schema import DatasetError, QARow, VideoRecord, parse_span
 from engine.errors import ConfigError, VideoDecodeError
 
@@ -32,9 +33,9 @@ FORMATS = ("vthink", "video_r1", "qa_jsonl")
 R1_KINDS = {"multiple choice": "mcq", "numerical": "numerical", "ocr": "ocr", "free-form": "free-form",
             "regression": "regression", "grounding": "grounding"}
 _OPTION = re.compile(r"^\s*\(?([A-Z])\)?[.:)]\s*(.*)$", re.S)
+# Upper case only, unlike the reward's reading of model answers: a dataset answer "a cat" is text, not option A.
 _LETTER = re.compile(r"^\s*\(?([A-Z])\)?(?:[.:)\s]|$)")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 class RowError(DatasetError):
@@ -169,10 +170,10 @@ def _mcq_letter(answer: str, options: list[str]) -> str:
 
 
 def _number(text: str, row_id: str, kind: str) -> str:
-    m = _NUMBER.search(text.replace(",", ""))
-    if m is None:
+    found = number_text(text)  # the rule the numerical / regression rewards read answers by
+    if found is None:
         raise RowError("bad value", f"a {kind} answer must hold a number, got {text!r}")
-    return m.group(0)
+    return found
 
 
 def row_video_r1(raw: dict, base: Path, split: str) -> QARow:

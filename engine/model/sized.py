@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from tokenizers import Tokenizer
 
-from engine.model.tiny import _generation_config, _preprocessor_config
+from engine.model.tiny import _generation_config, save_processor_configs
 from engine.model.tokenizer import build_tokenizer
 
 QWEN_TOKENS = 151_665  # len(tokenizer) of Qwen2.5-VL; its embedding has 151,936 rows
@@ -74,11 +74,7 @@ def save_sized(path: str | Path, preset: str, seed: int = 0) -> Path:
     model.generation_config = _generation_config(tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    pre = _preprocessor_config(model.config)
-    (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
-    video = {**pre, "video_processor_type": "Qwen2VLVideoProcessor"}
-    del video["image_processor_type"]
-    (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+    save_processor_configs(path, model.config)
     return path
 
 

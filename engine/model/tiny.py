@@ -103,17 +103,22 @@ def _preprocessor_config(config: Qwen2_5_VLConfig) -> dict:
     }
 
 
+def save_processor_configs(path: Path, config: Qwen2_5_VLConfig) -> None:
+    """The image and video processor configs of a Qwen2.5-VL model folder (AutoProcessor / vLLM read them)."""
+    pre = _preprocessor_config(config)
+    (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
+    video = {**pre, "video_processor_type": "Qwen2VLVideoProcessor"}
+    del video["image_processor_type"]
+    (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+
+
 def save_tiny(path: str | Path, seed: int = 0) -> Path:
     """Write the tiny model, tokenizer (with chat template) and processor configs to `path`."""
     path = Path(path)
     model, tokenizer = build_tiny_model(seed=seed)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    pre = _preprocessor_config(model.config)
-    (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
-    video = {**pre, "video_processor_type": "Qwen2VLVideoProcessor"}
-    del video["image_processor_type"]
-    (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+    save_processor_configs(path, model.config)
     stamp = {"format_version": TINY_FORMAT_VERSION, "seed": seed}
     (path / "vthink_tiny.json").write_text(json.dumps(stamp) + "\n")
     return path

@@ -74,10 +74,7 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
                     layout=cfg.reward.format_layout)
         results.append((row, rew.accuracy, rew.format, 0))
     results += scored_samples(cfg, batch.samples if batch is not None else [], by_id)
-    out = summarise(results, stats.failed_prompts if stats is not None else 0, len(direct))
-    if stats is not None and stats.errors:
-        out["failures"] = stats.errors  # "row id: reason" of each question whose video could not be read
-    return out
+    return summarise(results, stats, len(direct))
 
 
 def evaluate_on(cluster, cfg, rows: list) -> tuple[dict, object]:
@@ -85,10 +82,7 @@ def evaluate_on(cluster, cfg, rows: list) -> tuple[dict, object]:
     params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, top_p=cfg.rollout.top_p,
                             seed=cfg.trainer.seed)
     batch, stats = cluster.rollout(rows, 1, params)
-    result = summarise(scored_samples(cfg, batch.samples, {r.id: r for r in rows}), stats.failed_prompts)
-    if stats.errors:
-        result["failures"] = stats.errors
-    return result, batch
+    return summarise(scored_samples(cfg, batch.samples, {r.id: r for r in rows}), stats), batch
 
 
 def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:
@@ -102,8 +96,9 @@ def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:
     return out
 
 
-def summarise(results: list[tuple], failed: int = 0, gated: int = 0) -> dict:
-    """The eval.json dict of scored (row, accuracy, format, tool calls) results."""
+def summarise(results: list[tuple], stats=None, gated: int = 0) -> dict:
+    """The eval.json dict of scored (row, accuracy, format, tool calls) results; `stats` (the rollout's
+    RolloutStats) adds the questions that failed and why."""
     n = max(1, len(results))
     mcq = [(row, acc) for row, acc, _, _ in results if row.kind == "mcq"]
     per_kind: dict[str, dict] = {}
@@ -113,19 +108,18 @@ def summarise(results: list[tuple], failed: int = 0, gated: int = 0) -> dict:
         k["accuracy"] += acc
     for k in per_kind.values():
         k["accuracy"] /= k["n"]
-    if not mcq:  # no multiple choice (e.g. numerical / free-form data): every question counts, chance unknown
-        mcq = [(row, acc) for row, acc, _, _ in results]
+    counted = mcq or [(row, acc) for row, acc, _, _ in results]  # no multiple choice: every question counts
     out = {
-        "questions": len(mcq),
-        "accuracy": sum(acc for _, acc in mcq) / max(1, len(mcq)),
-        "chance": (sum(1 / len(row.options) for row, _ in mcq) / max(1, len(mcq))
-                   if all(row.kind == "mcq" for row, _ in mcq) else None),
+        "questions": len(counted),
+        "accuracy": sum(acc for _, acc in counted) / max(1, len(counted)),
+        "chance": sum(1 / len(row.options) for row, _ in mcq) / len(mcq) if mcq else None,
         "format": sum(fmt for _, _, fmt, _ in results) / n,
         "tool_calls_per_sample": sum(c for *_, c in results) / n,
         "per_kind": per_kind,
     }
-    if failed:
-        out["failed_questions"] = failed
+    if stats is not None and stats.failed_prompts:
+        out["failed_questions"] = stats.failed_prompts
+        out["failures"] = stats.errors  # "row id: reason" of each question whose video could not be read
     if gated:
         out["answered_directly"] = gated
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from engine.reward.numeric import parse_number
+from engine.reward.numeric import answer_numbers
 from engine.reward.parse import extract_answer
 
 
@@ -40,11 +40,7 @@ def free_form_reward(response: str, answer: str) -> float:
 
 def regression_reward(response: str, answer: str) -> float:
     """1 - |got - want| / |want|, clipped to [0, 1] (exact answers of 0 need an exact 0)."""
-    want = parse_number(answer)
-    if want is None:
-        raise ValueError(f"regression_reward: the ground truth {answer!r} holds no number")
-    got_text = extract_answer(response)
-    got = parse_number(got_text) if got_text is not None else None
+    want, got = answer_numbers(response, answer)
     if got is None:
         return 0.0
     if want == 0:

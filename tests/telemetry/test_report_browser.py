@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.config import load_config
-from engine.orchestration.session import build_rollout, build_session
 from engine.reward import score_sample
 from engine.telemetry.metrics import MetricsLog
 from engine.telemetry.traces import TraceWriter
 from tests.telemetry.browser import Browser, find_chromium
-from tests.telemetry.test_traces import ANSWER, scripted_group
+from tests.telemetry.test_traces import ANSWER, agent_setup, scripted_group
 
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> <answer>B</answer>'
 
@@ -35,12 +33,7 @@ def run(tmp_path_factory):
     one whose text is hostile markup) for steps 0 and 1 and an eval after step 2."""
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "run"
-    cfg = load_config(None, [
-        f"data.dir={tmp / 'data'}", "data.num_videos=4", "data.duration_s=6", "video.fps=1", "video.min_frames=2",
-        "video.max_frames=4", "video.max_pixels=12544", "rollout.mode=agent", "rollout.group_size=2",
-        "rollout.max_turns=2", f"trainer.output_dir={out}"])
-    s = build_session(cfg, log=lambda _: None)
-    rollout = build_rollout(cfg, None, s.tokenizer, s.model.config, s.records)
+    cfg, s, rollout = agent_setup(tmp)
     rows = [next(r for r in s.train_rows if r.kind == kind) for kind in ("mcq", "grounding")]
     writer = TraceWriter(out)
     all_lines = []

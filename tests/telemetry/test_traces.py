@@ -21,9 +21,8 @@ CALL = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": "00:01.0", "e
 ANSWER = "<time>00:01-00:03</time> <caption>a shape</caption> <think>it is there</think> <answer>A</answer>"
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("traces")
+def agent_setup(tmp):
+    """(config, session, rollout engine) of the tiny model in agent mode on 4 small rendered clips under tmp."""
     cfg = load_config(None, [
         f"data.dir={tmp / 'data'}", "data.num_videos=4", "data.duration_s=6", "video.fps=1", "video.min_frames=2",
         "video.max_frames=4", "video.max_pixels=12544", "rollout.mode=agent", "rollout.group_size=2",
@@ -31,6 +30,11 @@ def agent(tmp_path_factory):
     s = build_session(cfg, log=lambda _: None)
     rollout = build_rollout(cfg, None, s.tokenizer, s.model.config, s.records)
     return cfg, s, rollout
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    return agent_setup(tmp_path_factory.mktemp("traces"))
 
 
 def scripted_group(cfg, s, rollout, row, second_text: str = "<answer>B</answer>"):
