@@ -8,8 +8,10 @@ tools, learner update, weight sync). Cases: 1 + 1, 2 + 2 and auto, and 1 + 1 wit
 All cases run in one invocation, one after another, so their ratios are side by side.
 
     vthink bench e2e [--steps 4] [--cases 1+1 2+2 auto 1+1-unfused]
+    vthink bench e2e --cases auto --steps 2 --model DIR --data-dir DIR --tag 3b2   # a real-sized model folder
 
-Writes bench/results/e2e-<device>.json.
+Also the peak RSS of each role's largest process (driver, learner, rollout worker). Writes
+bench/results/e2e-<device>[-<tag>].json.
 """
 from __future__ import annotations
 
@@ -63,20 +65,35 @@ def usage(pids: list[int]) -> tuple[int, float]:
     return rss, cpu
 
 
+def role(pid: int, driver: int) -> str:
+    if pid == driver:
+        return "driver"
+    try:
+        title = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+    except OSError:
+        return "other"
+    return "learner" if "LearnerWorker" in title else "rollout_worker" if "RolloutWorker" in title else "other"
+
+
 def run_case(name: str, overrides: list[str], steps: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "engine.cli", "train", str(ROOT / "configs/tiny_cpu.yaml"), "sft.steps=0",
            f"trainer.steps={steps}", f"trainer.output_dir={out}", "trainer.trace_every=0", *overrides]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak, cpu_seen, stop = [0], {}, threading.Event()
+    per_role: dict[str, int] = {}  # role -> peak RSS of its largest process
 
     def sample() -> None:
         while not stop.is_set():
-            pids = tree(proc.pid)
-            rss, _ = usage(pids)
-            peak[0] = max(peak[0], rss)
-            for p in pids:  # CPU time of every process ever seen, at its last sample (exited ones keep theirs)
-                cpu_seen[p] = usage([p])[1] or cpu_seen.get(p, 0.0)
+            total = 0
+            # CPU time of every process ever seen, at its last sample (exited ones keep theirs).
+            for p in tree(proc.pid):
+                p_rss, p_cpu = usage([p])
+                total += p_rss
+                cpu_seen[p] = p_cpu or cpu_seen.get(p, 0.0)
+                r = role(p, proc.pid)
+                per_role[r] = max(per_role.get(r, 0), p_rss)
+            peak[0] = max(peak[0], total)
             time.sleep(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -96,8 +113,11 @@ def run_case(name: str, overrides: list[str], steps: int, out: Path) -> dict:
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:]  # after warm-up
     gaps = [b - a for a, b in zip(step_times, step_times[1:])]
     return {"case": name, "overrides": overrides, "first_step_s": step_times[0],
-            "median_step_s": statistics.median(gaps), "tokens_per_s": statistics.median(m["tokens_per_s"] for m in metrics),
-            "peak_rss_gib": peak[0] / 2**30, "cpu_s_per_step": (cpu_total - (cpu_at_first or 0)) / max(1, len(gaps)),
+            "median_step_s": statistics.median(gaps),
+            "tokens_per_s": statistics.median(m["tokens_per_s"] for m in metrics),
+            "peak_rss_gib": peak[0] / 2**30,
+            "peak_rss_per_process_gib": {r: v / 2**30 for r, v in sorted(per_role.items())},
+            "cpu_s_per_step": (cpu_total - (cpu_at_first or 0)) / max(1, len(gaps)),
             "phases_s": {k: statistics.median(m.get(k, 0.0) for m in metrics) for k in PHASES}}
 
 
@@ -106,21 +126,29 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--out", default="runs/bench_e2e")
+    ap.add_argument("--model", help="model.path (default: the embedded tiny model)")
+    ap.add_argument("--data-dir", help="data.dir (default: the config's)")
+    ap.add_argument("--tag", help="suffix of the results file")
     args = ap.parse_args()
     rows = []
     for name in args.cases:
         print(f"e2e: {name} ...", flush=True)
-        rows.append(run_case(name, CASES[name], args.steps, ROOT / args.out / name))
+        extra = ([f"model.path={args.model}"] if args.model else []) + (
+            [f"data.dir={args.data_dir}"] if args.data_dir else [])
+        rows.append(run_case(name, CASES[name] + extra, args.steps, ROOT / args.out / name))
     print(f"{'case':<13}{'1st step s':>11}{'s/step':>8}{'tok/s':>8}{'peak GiB':>9}{'CPU s/step':>11}  "
           + " ".join(f"{k[5:-2]:>8}" for k in PHASES))
     for r in rows:
         print(f"{r['case']:<13}{r['first_step_s']:>11.1f}{r['median_step_s']:>8.2f}{r['tokens_per_s']:>8.0f}"
               f"{r['peak_rss_gib']:>9.2f}{r['cpu_s_per_step']:>11.2f}  "
               + " ".join(f"{r['phases_s'][k]:>8.2f}" for k in PHASES))
+        print(f"{'':<13}peak RSS per process: " + ", ".join(f"{k} {v:.2f} GiB"
+                                                           for k, v in r["peak_rss_per_process_gib"].items()))
     device = f"cpu-{os.cpu_count()}core"
-    path = ROOT / "bench" / "results" / f"e2e-{device}.json"
+    path = ROOT / "bench" / "results" / f"e2e-{device}{'-' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps({"bench": "e2e", "device": device, "host": platform.machine(), "steps": args.steps,
-                                "config": "configs/tiny_cpu.yaml, sft.steps=0", "results": rows}, indent=2))
+                                "config": "configs/tiny_cpu.yaml, sft.steps=0", "model": args.model or "tiny",
+                                "results": rows}, indent=2))
     print(f"wrote {path}")
 
 
