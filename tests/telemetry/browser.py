@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +32,14 @@ class Browser:
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--no-default-browser-check", "--remote-debugging-port=0",
              f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            self._connect()
+        except BaseException:
+            self.close()  # never leave a browser (and its helper processes) behind
+            raise
+
+    def _connect(self) -> None:
         port = self._port()
         deadline = time.monotonic() + 30
         while True:
@@ -104,9 +113,14 @@ class Browser:
             f.write(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
+        """Close the tab and end Chromium with every helper process it started (its own process group)."""
         try:
-            self.ws.close()
+            if getattr(self, "ws", None) is not None:
+                self.ws.close()
         finally:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
             shutil.rmtree(self.profile, ignore_errors=True)
