@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from engine.model.vision import encode_distinct
 from kernels import linear_grpo_loss, linear_logprob
 
 VIDEO_INPUTS = ("pixel_values_videos", "video_grid_thw")
@@ -36,45 +37,13 @@ def _vision(core, batch: dict, run_visual: bool) -> tuple[dict, torch.Tensor | N
         return {}, out.sum() * 0.0
     pixels = torch.cat([p.to(dtype) for _, p, _ in parts])
     grids = torch.cat([g for _, _, g in parts])
-    embeds = _encode_once(visual, pixels, grids, merge)
+    embeds, _ = encode_distinct(visual, pixels, grids)
     outputs, start = {}, 0
     for name, _, grid in parts:
         n = int((grid.prod(-1) // (merge * merge)).sum())
         outputs[name] = BaseModelOutputWithPooling(pooler_output=(embeds[start:start + n],))
         start += n
     return outputs, None
-
-
-def _encode_once(visual, pixels: torch.Tensor, grids: torch.Tensor, merge: int) -> torch.Tensor:
-    """The vision tower's merged embeddings of every item in `grids`, each distinct item encoded once.
-
-    A group's G samples carry the same prompt video (RolloutBatch repeats it per sample): the tower runs on
-    the distinct items only and each repeat gets its representative's rows, so the gradient of a shared
-    video is the sum over its repeats, exactly as if each had been encoded (items attend only within
-    themselves).
-    """
-    sizes = grids.prod(-1).tolist()
-    items = list(torch.split(pixels, sizes))
-    keys = [tuple(g) for g in grids.tolist()]
-    first: list[int] = []  # index of each item's representative
-    unique: list[int] = []
-    for i, (x, key) in enumerate(zip(items, keys)):
-        rep = next((j for j in unique if keys[j] == key and torch.equal(items[j], x)), None)
-        if rep is None:
-            unique.append(i)
-            rep = i
-        first.append(rep)
-    if len(unique) == len(items):
-        return visual(pixels, grid_thw=grids).pooler_output
-    embeds = visual(torch.cat([items[j] for j in unique]), grid_thw=grids[unique]).pooler_output
-    rows = [n // (merge * merge) for n in sizes]
-    offset, start = {}, 0
-    for j in unique:
-        offset[j] = start
-        start += rows[j]
-    index = torch.cat([torch.arange(offset[r], offset[r] + rows[i], device=embeds.device)
-                       for i, r in enumerate(first)])
-    return embeds.index_select(0, index)
 
 
 def last_hidden(model, batch: dict, run_visual: bool = False) -> torch.Tensor:

@@ -5,6 +5,11 @@ One prefill over the left-padded batch (every request may reference several vide
 leave the KV cache. Each request samples with its own torch.Generator seeded from its SamplingParams,
 so its continuation does not depend on what else shares the batch (up to float non-associativity).
 
+No work twice: identical requests in one call (a group's G first turns) are prefilled once and their KV
+copied; a request that extends a sequence this backend already ran (an agent turn after a tool call or a
+re-look) prefills only its new tokens on the kept KV (engine.rollout.prefix_cache), and the vision tower
+runs only on videos among those new tokens, each distinct one once (engine.model.vision).
+
 Log-probs: the log-softmax of logits / temperature over the whole vocabulary — the quantity the
 learner recomputes, and (with top_p = 1) exactly the distribution sampled from. Placeholder ids
 (engine.rollout.backend.placeholder_ids) are not masked out, since that would change the distribution;
@@ -17,12 +22,14 @@ from typing import Iterable
 
 import torch
 from transformers import DynamicCache
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from engine.errors import VideoRequestError
+from engine.model.vision import encode_distinct
 from engine.native import mrope_config, mrope_position_ids
 from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, placeholder_ids,
                                    weights_digest)
-from engine.rollout.batch import VideoInput
+from engine.rollout.prefix_cache import Prefix, PrefixCache
 
 __all__ = ["HFBackend", "Generation", "Request", "SamplingParams"]
 
@@ -58,7 +65,7 @@ def _video_runs(ids: list[int], video_id: int) -> list[int]:
 class HFBackend:
     """Batched sampling with a KV cache on any transformers Qwen2.5-VL model (CPU or GPU)."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64):
+    def __init__(self, model, tokenizer, max_batch: int = 64, prefix_cache_bytes: int = 2**30):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
@@ -70,6 +77,10 @@ class HFBackend:
         self.mrope = mrope_config(c)
         self.placeholder_ids = placeholder_ids(c, self.pad_id)
         self._version = 0
+        self.prefixes = PrefixCache(prefix_cache_bytes)
+        # Work done and work saved: tokens prefilled vs taken from kept prefixes, videos through the tower
+        # vs served by an identical one in the same call.
+        self.counters = {"prefill_tokens": 0, "reused_tokens": 0, "videos_encoded": 0, "videos_reused": 0}
 
     # ------------------------------------------------------------------ weights
 
@@ -87,6 +98,7 @@ class HFBackend:
                 if state[name].shape != tensor.shape:
                     raise ValueError(f"load_weights: {name} has shape {tuple(state[name].shape)}, got {tuple(tensor.shape)}")
                 state[name].copy_(tensor)
+        self.prefixes.clear()  # KV computed by the old weights
         self._version = int(version)
 
     def weights_digest(self) -> str:
@@ -119,28 +131,6 @@ class HFBackend:
         for i in range(0, len(requests), self.max_batch):
             out.extend(self._generate_chunk(requests[i : i + self.max_batch]))
         return out
-
-    def _prefill_inputs(self, requests: list[Request]) -> dict:
-        n = len(requests)
-        length = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.full((n, length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((n, length), dtype=torch.long)
-        for i, r in enumerate(requests):
-            input_ids[i, length - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
-            attention_mask[i, length - len(r.prompt_ids) :] = 1
-        types = (input_ids == self.video_token_id).long() * 2 + (input_ids == self.image_token_id).long()
-        videos: list[VideoInput] = [v for r in requests for v in r.videos]
-        kw = {"input_ids": input_ids, "attention_mask": attention_mask, "mm_token_type_ids": types}
-        grids = torch.tensor([v.grid_thw for v in videos], dtype=torch.long) if videos else None
-        spg = torch.tensor([v.second_per_grid_t for v in videos], dtype=torch.float32) if videos else None
-        # Our own M-RoPE ids (the original rule, engine.native): decode steps then continue from max + 1.
-        pos, _ = mrope_position_ids(input_ids, types, None, grids, spg, attention_mask, **self.mrope)
-        kw["position_ids"] = pos
-        if videos:
-            kw["pixel_values_videos"] = torch.cat([v.pixel_values for v in videos]).to(self.model.dtype)
-            kw["video_grid_thw"] = grids
-            kw["second_per_grid_ts"] = spg
-        return kw
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> tuple[list[int], list[float]]:
         """One token per row from logits [n, V]: (ids, full-vocabulary log-probs at temperature)."""
@@ -198,12 +188,20 @@ class HFBackend:
             g = torch.Generator(device="cpu")
             g.manual_seed(int(r.params.seed) & 0xFFFF_FFFF_FFFF_FFFF)
             rows.append(_Row(i, r.params, g, max((len(s) for s in r.params.stop), default=0), [], []))
-        kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self._prefill_inputs(requests).items()}
-        attention_mask = kw["attention_mask"]
-        next_pos = kw["position_ids"].amax(dim=(0, 2)) + 1  # [n]
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(**kw, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1]
+        prefixes = [self.prefixes.match(r.prompt_ids, r.videos) for r in requests]
+        # Identical work is prefilled once: a group's G first turns share prompt and video.
+        work: dict[tuple, int] = {}
+        slot_of = [work.setdefault((id(p), tuple(r.prompt_ids), tuple(map(id, r.videos))), len(work))
+                   for r, p in zip(requests, prefixes)]
+        unique = [slot_of.index(k) for k in range(len(work))]
+        logits, cache, attention_mask, next_pos = self._prefill(
+            [requests[i] for i in unique], [prefixes[i] for i in unique], device)
+        for p in prefixes:
+            self.prefixes.discard(p)  # each continuation re-files its longer sequence below
+        if len(unique) < len(requests):
+            expand = torch.tensor(slot_of, dtype=torch.long, device=device)
+            cache.batch_select_indices(expand)
+            logits, attention_mask, next_pos = logits[expand], attention_mask[expand], next_pos[expand]
         active = list(range(len(rows)))  # rows of the cache, in order, each an index into `rows`
         while active:
             tokens, logps = self._sample(logits, [rows[a] for a in active])
@@ -215,6 +213,8 @@ class HFBackend:
                 self._check_stop(row)
                 if row.finish_reason is None:
                     still.append(slot)
+                else:
+                    self._keep_prefix(requests[a], row, cache, attention_mask, slot)
             if not still:
                 break
             keep = torch.tensor(still, dtype=torch.long, device=device)
@@ -231,3 +231,81 @@ class HFBackend:
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
         return [Generation(r.ids, r.logprobs, r.finish_reason or "length", r.stop) for r in rows]
+
+    # ------------------------------------------------------------------ prefill with reused prefixes
+
+    def _prefill(self, requests: list[Request], prefixes: list[Prefix | None], device
+                 ) -> tuple[torch.Tensor, DynamicCache, torch.Tensor, torch.Tensor]:
+        """Run each request's tokens after its cached prefix (all of them without one) as one batch.
+
+        Layout of row i: [pad | its prefix's cached KV | pad | its new tokens], padded on the left of both
+        parts; the attention mask hides the pads. Positions are the M-RoPE ids of the whole prompt (our
+        rule, engine.native) sliced to the new tokens, so a continued row sees exactly the ids a full
+        prefill would give it. Returns (last logits [n, V], cache, attention mask, next position [n]).
+        """
+        n = len(requests)
+        past = [len(p.ids) if p else 0 for p in prefixes]
+        new = [r.prompt_ids[k:] for r, k in zip(requests, past)]
+        P, S = max(past), max(map(len, new))
+        full_len = max(len(r.prompt_ids) for r in requests)
+        full = torch.full((n, full_len), self.pad_id, dtype=torch.long)
+        full_mask = torch.zeros((n, full_len), dtype=torch.long)
+        for i, r in enumerate(requests):
+            full[i, full_len - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+            full_mask[i, full_len - len(r.prompt_ids):] = 1
+        types = (full == self.video_token_id).long() * 2 + (full == self.image_token_id).long()
+        videos = [v for r in requests for v in r.videos]
+        grids = torch.tensor([v.grid_thw for v in videos], dtype=torch.long) if videos else None
+        spg = torch.tensor([v.second_per_grid_t for v in videos], dtype=torch.float32) if videos else None
+        pos_full, _ = mrope_position_ids(full, types, None, grids, spg, full_mask, **self.mrope)
+        input_ids = torch.full((n, S), self.pad_id, dtype=torch.long)
+        position_ids = torch.ones((3, n, S), dtype=torch.long)
+        attention_mask = torch.zeros((n, P + S), dtype=torch.long)
+        for i, (ids, k) in enumerate(zip(new, past)):
+            input_ids[i, S - len(ids):] = torch.tensor(ids)
+            position_ids[:, i, S - len(ids):] = pos_full[:, i, full_len - len(ids):]
+            attention_mask[i, P - k:P] = 1
+            attention_mask[i, P + S - len(ids):] = 1
+        cache = DynamicCache(config=self.model.config)
+        if P:
+            for layer in range(len(next(p for p in prefixes if p).keys)):
+                kv = []
+                for part in ("keys", "values"):
+                    ref = getattr(next(p for p in prefixes if p), part)[layer]
+                    t = ref.new_zeros((n, ref.shape[0], P, ref.shape[2]))
+                    for i, p in enumerate(prefixes):
+                        if p:
+                            t[i, :, P - len(p.ids):] = getattr(p, part)[layer]
+                    kv.append(t.to(device))
+                cache.update(kv[0], kv[1], layer)
+        self.counters["prefill_tokens"] += sum(map(len, new))
+        self.counters["reused_tokens"] += sum(past)
+        # Only the videos whose pads are among the new tokens go through the tower, each distinct one once.
+        fresh = [v for r, p in zip(requests, prefixes) for v in r.videos[len(p.videos) if p else 0:]]
+        mm = None
+        if fresh:
+            visual = self.model.model.visual
+            pixels = torch.cat([v.pixel_values for v in fresh]).to(device, visual.dtype)
+            embeds, ran = encode_distinct(visual, pixels, torch.tensor([v.grid_thw for v in fresh], device=device))
+            self.counters["videos_encoded"] += ran
+            self.counters["videos_reused"] += len(fresh) - ran
+            mm = {"video": BaseModelOutputWithPooling(pooler_output=(embeds,))}
+        out = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                         position_ids=position_ids.to(device), mm_encoder_outputs=mm, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], cache, attention_mask.to(device), pos_full.amax(dim=(0, 2)).to(device) + 1
+
+    def _keep_prefix(self, req: Request, row: _Row, cache: DynamicCache, attention_mask: torch.Tensor,
+                     slot: int) -> None:
+        """File a finished row's KV for a later request that extends it.
+
+        Only rows that stopped on a stop string are kept: those are the ones a caller continues (a tool
+        call, a grounded re-look). The cache holds every token fed so far, i.e. all but the last sampled.
+        """
+        if row.finish_reason != "stop" or not isinstance(row.stop, str) or not self.prefixes.enabled:
+            return
+        valid = attention_mask[slot].bool()
+        fed = int(valid.sum())
+        keys = [layer.keys[slot][:, valid].clone() for layer in cache.layers]
+        values = [layer.values[slot][:, valid].clone() for layer in cache.layers]
+        self.prefixes.put(Prefix((req.prompt_ids + row.ids)[:fed], list(req.videos), keys, values))

@@ -60,6 +60,12 @@ class VideoService:
         self._frames_decoded = 0
         self._frames_delivered = 0
         self._decode_calls = 0
+        # Model-ready clips (frames, pixel values, grid, size) by (file, frames, crop, policy): a quarter of
+        # the frame budget, so a group's repeated tool windows are resized once.
+        self._ready: OrderedDict[tuple, tuple] = OrderedDict()
+        self._ready_capacity = self.cache.capacity_bytes // 4
+        self._ready_bytes = 0
+        self._ready_hits = 0
 
     # ---- public API -------------------------------------------------------------------------
     def probe(self, path: str) -> VideoMeta:
@@ -131,7 +137,7 @@ class VideoService:
         s = asdict(self.cache.stats())
         with self._lock:
             s.update(frames_decoded=self._frames_decoded, frames_delivered=self._frames_delivered,
-                     decode_calls=self._decode_calls)
+                     decode_calls=self._decode_calls, clips_reused=self._ready_hits)
         return s
 
     # ---- internals --------------------------------------------------------------------------
@@ -205,22 +211,47 @@ class VideoService:
 
     def _clip(self, path: str, fid: FileId, meta: VideoMeta, indices: list[int], policy: FramePolicy,
               start_s: float, end_s: float, notes: tuple[str, ...], pixel_box=None, bbox=None) -> Clip:
-        frames, hits, misses = self._frames(path, fid, meta, indices)
-        if pixel_box is not None:
-            x0, y0, x1, y1 = pixel_box
-            frames = frames[:, y0:y1, x0:x1, :].contiguous()
-        height, width = frames.shape[1], frames.shape[2]
-        try:
-            rh, rw = target_size(height, width, len(indices), policy)
-        except VideoRequestError as e:
-            raise VideoRequestError(f"{path}: {e}") from None
-        _, pixel_values, grid = preprocess(frames, rh, rw)
+        # A group's samples ask for the same windows: the resized model input is built once and shared.
+        key = (fid, tuple(indices), pixel_box, policy)
+        with self._lock:
+            ready = self._ready.get(key)
+            if ready is not None:
+                self._ready.move_to_end(key)
+                self._ready_hits += 1
+        hits = misses = 0
+        if ready is None:
+            frames, hits, misses = self._frames(path, fid, meta, indices)
+            if pixel_box is not None:
+                x0, y0, x1, y1 = pixel_box
+                frames = frames[:, y0:y1, x0:x1, :].contiguous()
+            height, width = frames.shape[1], frames.shape[2]
+            try:
+                rh, rw = target_size(height, width, len(indices), policy)
+            except VideoRequestError as e:
+                raise VideoRequestError(f"{path}: {e}") from None
+            _, pixel_values, grid = preprocess(frames, rh, rw)
+            ready = (frames, pixel_values, grid, (rh, rw))
+            self._keep_ready(key, ready)
+        frames, pixel_values, grid, resized = ready
         times = [meta.frame_times_s[i] for i in indices]
         return Clip(path=path, frames=frames, frame_indices=torch.tensor(indices, dtype=torch.int64),
                     timestamps_s=torch.tensor(times, dtype=torch.float64), pixel_values=pixel_values,
-                    grid_thw=grid, second_per_grid_t=second_per_grid_t(times, meta.fps), resized_hw=(rh, rw),
+                    grid_thw=grid, second_per_grid_t=second_per_grid_t(times, meta.fps), resized_hw=resized,
                     start_s=start_s, end_s=end_s, backend=self.backend_for(meta), bbox=bbox, notes=notes,
                     cache_hits=hits, cache_misses=misses)
+
+    def _keep_ready(self, key, ready) -> None:
+        size = ready[0].numel() * ready[0].element_size() + ready[1].numel() * ready[1].element_size()
+        if size > self._ready_capacity:
+            return
+        with self._lock:
+            if key in self._ready:
+                return
+            self._ready[key] = ready
+            self._ready_bytes += size
+            while self._ready_bytes > self._ready_capacity:
+                _, (f, p, _, _) = self._ready.popitem(last=False)
+                self._ready_bytes -= f.numel() * f.element_size() + p.numel() * p.element_size()
 
 
 def _parse_device(device) -> torch.device:

@@ -2,7 +2,7 @@
 embeddings and the same vision-tower gradients as encoding every repeat, with fewer patches through the tower."""
 import torch
 
-from engine.learner.logprob import _encode_once
+from engine.model.vision import encode_distinct
 from engine.model import load_policy
 from tests.learner.learner_testlib import real_clips
 
@@ -31,7 +31,7 @@ def test_repeated_videos_are_encoded_once_with_exact_gradients(tmp_path):
         (out * weights).sum().backward()
         return out.detach(), {n: p.grad.clone() for n, p in visual.named_parameters() if p.grad is not None}
 
-    once, g_once = grads(lambda: _encode_once(visual, pixels, grids, 2))
+    once, g_once = grads(lambda: encode_distinct(visual, pixels, grids)[0])
     patches_once = seen[-1]
     every, g_every = grads(lambda: visual(pixels, grid_thw=grids).pooler_output)
     handle.remove()

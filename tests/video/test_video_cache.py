@@ -160,3 +160,17 @@ def test_decode_plan_seeks_to_keyframes():
     # No keyframe after the last decoded frame: keep decoding. One after it: seeking there is less work.
     assert [(r.start, r.stop) for r in plan_runs([10, 15], keyframes)] == [(0, 15)]
     assert [(r.start, r.stop) for r in plan_runs([10, 17], keyframes)] == [(0, 10), (16, 17)]
+
+
+def test_a_groups_repeated_window_is_resized_once(rec):
+    policy = FramePolicy(fps=2.0, max_frames=16)
+    uncached = VideoService(backend="pyav", cache_bytes=0)
+    svc = VideoService(backend="pyav", cache_bytes=2**28)
+    clips = [svc.window(rec.path, 1.0, 3.0, policy) for _ in range(G)]
+    ref = uncached.window(rec.path, 1.0, 3.0, policy)
+    assert all(c.pixel_values is clips[0].pixel_values for c in clips)  # one model input, shared
+    assert torch.equal(clips[0].pixel_values, ref.pixel_values) and tuple(clips[0].grid_thw) == tuple(ref.grid_thw)
+    assert svc.stats()["clips_reused"] == G - 1 and uncached.stats()["clips_reused"] == 0
+    # A different crop or policy of the same frames is its own input.
+    other = svc.window(rec.path, 1.0, 3.0, FramePolicy(fps=2.0, max_frames=16, max_pixels=policy.max_pixels // 4))
+    assert other.pixel_values is not clips[0].pixel_values and svc.stats()["clips_reused"] == G - 1
