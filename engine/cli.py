@@ -36,6 +36,9 @@ def _load(args: list[str]):
 
 
 def cmd_train(cfg, resume: bool = False) -> int:
+    from engine.orchestration.ray_start import start_ray
+
+    start_ray(cfg)  # in the background, while the trainer imports and the data is checked
     from engine.orchestration.trainer import train
 
     train(cfg, resume=resume)
@@ -43,6 +46,9 @@ def cmd_train(cfg, resume: bool = False) -> int:
 
 
 def cmd_sft(cfg, resume: bool = False) -> int:
+    from engine.orchestration.ray_start import start_ray
+
+    start_ray(cfg)
     from engine.data.sources import prepare
     from engine.orchestration.sft import run_sft
 
@@ -79,6 +85,9 @@ def cmd_synth(cfg) -> int:
 
 
 def cmd_demo(cfg) -> int:
+    from engine.orchestration.ray_start import start_ray
+
+    start_ray(cfg)  # its SFT and GRPO phases run on this one instance
     from engine.orchestration.demo import run_demo
 
     run_demo(cfg)

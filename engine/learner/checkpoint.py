@@ -25,10 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
 
 from engine.learner.errors import CheckpointError
 from engine.model.loading import model_dir
@@ -107,6 +103,10 @@ def _fsync_dir(path: Path) -> None:
 
 def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
     """Write learner state + `extra` to <root>/step-<learner.step> atomically; collective, returns the path."""
+    # DCP is imported here, not at the top: the driver imports this module (for `latest`) and never saves.
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
     try:
         extra_json = json.dumps(extra)
     except (TypeError, ValueError) as e:
@@ -173,6 +173,10 @@ def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
 
 def load(learner: FSDPLearner, path: str | os.PathLike) -> dict:
     """Restore learner state from a step directory (or the newest under a root); collective, returns `extra`."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+
     path = Path(path)
     if not (path / STATE).is_file():
         newest = latest(path)

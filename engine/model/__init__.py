@@ -1,12 +1,23 @@
-"""Model side of vthink: tiny Qwen2.5-VL factory, local tokenizer, chat template, loading."""
-from engine.model.tokenizer import SPECIAL_TOKENS, REASONING_TAGS, build_tokenizer
-from engine.model.chat_template import CHAT_TEMPLATE
-from engine.model.tiny import tiny_config, build_tiny_model, save_tiny
-from engine.model.loading import load_policy, ensure_tiny, model_dir
-from engine.model.video_tokens import expand_vision_pads, mm_token_type_ids, num_vision_tokens
+"""Model side of vthink: tiny Qwen2.5-VL factory, local tokenizer, chat template, loading.
 
-__all__ = [
-    "CHAT_TEMPLATE", "REASONING_TAGS", "SPECIAL_TOKENS", "build_tiny_model", "build_tokenizer",
-    "ensure_tiny", "expand_vision_pads", "load_policy", "model_dir", "mm_token_type_ids", "num_vision_tokens",
-    "save_tiny", "tiny_config",
-]
+Names are imported on first use (PEP 562): `from engine.model import model_dir` in the driver then costs no
+transformers import.
+"""
+import importlib
+
+_HOME = {
+    "SPECIAL_TOKENS": "tokenizer", "REASONING_TAGS": "tokenizer", "build_tokenizer": "tokenizer",
+    "CHAT_TEMPLATE": "chat_template",
+    "tiny_config": "tiny", "build_tiny_model": "tiny", "save_tiny": "tiny",
+    "load_policy": "loading", "ensure_tiny": "loading", "model_dir": "loading",
+    "expand_vision_pads": "video_tokens", "mm_token_type_ids": "video_tokens", "num_vision_tokens": "video_tokens",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'engine.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"engine.model.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

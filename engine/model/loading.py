@@ -5,15 +5,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers import (AutoModelForImageTextToText, AutoTokenizer, PreTrainedModel,
-                          PreTrainedTokenizerBase)
-
 from engine.errors import ConfigError
-from engine.model.tiny import TINY_FORMAT_VERSION, save_tiny
 
+# transformers is imported where a model is built or loaded, not here: resolving a path (the driver's only
+# use of this module) should not cost its import.
 TINY_NAMES = (None, "tiny")
 STAMP = "vthink_tiny.json"
+# Bump when anything that changes the saved tiny model changes (corpus, config, template), so caches of
+# older builds are rebuilt instead of silently reused.
+TINY_FORMAT_VERSION = 1
 
 
 def cache_root() -> Path:
@@ -42,6 +42,8 @@ def ensure_tiny(seed: int = 0) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{seed}-", dir=final.parent))
     try:
+        from engine.model.tiny import save_tiny
+
         save_tiny(tmp, seed=seed)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be readable
         if final.exists() and not _is_current(final, seed):
@@ -78,9 +80,13 @@ def _resolve(path: str) -> Path:
     return local
 
 
-def load_policy(path: str | None, dtype: torch.dtype = torch.float32, seed: int = 0
-                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model in eval mode, tokenizer) from `path`; None or "tiny" means the embedded tiny model."""
+def load_policy(path: str | None, dtype=None, seed: int = 0):
+    """(model in eval mode, tokenizer) from `path` (dtype: default float32); None or "tiny" means the embedded
+    tiny model."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    dtype = torch.float32 if dtype is None else dtype
     local = model_dir(path, seed)
     # local_files_only: never reach for a hub, even if a name slips through.
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)

@@ -6,11 +6,9 @@ import torch
 from transformers import (GenerationConfig, PreTrainedTokenizerFast, Qwen2_5_VLConfig,
                           Qwen2_5_VLForConditionalGeneration)
 
+from engine.model.loading import STAMP, TINY_FORMAT_VERSION
 from engine.model.tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer
 
-# Bump when anything that changes the saved files changes (corpus, config, template), so caches
-# of older tiny models are rebuilt instead of silently reused.
-TINY_FORMAT_VERSION = 1
 # CLIP statistics, as in Qwen2.5-VL's preprocessor_config.json.
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -120,5 +118,5 @@ def save_tiny(path: str | Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(path)
     save_processor_configs(path, model.config)
     stamp = {"format_version": TINY_FORMAT_VERSION, "seed": seed}
-    (path / "vthink_tiny.json").write_text(json.dumps(stamp) + "\n")
+    (path / STAMP).write_text(json.dumps(stamp) + "\n")
     return path

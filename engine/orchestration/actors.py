@@ -45,8 +45,9 @@ class LearnerWorker:
     def rendezvous(self) -> tuple[str, int]:
         return rendezvous_address()
 
-    def start(self, master_addr: str, master_port: int) -> None:
-        """Join the learners' process group (NCCL on GPU, gloo on CPU) and build the sharded policy."""
+    def start(self, address: tuple[str, int]) -> None:
+        """Join the learners' process group (NCCL on GPU, gloo on CPU), hosted at rank 0's `rendezvous`
+        address, and build the sharded policy."""
         import torch.distributed as dist
 
         from engine.learner.fsdp import FSDPLearner
@@ -54,7 +55,7 @@ class LearnerWorker:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(0)  # Ray gives each learner actor its own GPU as device 0
-        dist.init_process_group(backend, init_method=f"tcp://{master_addr}:{master_port}", rank=self.rank,
+        dist.init_process_group(backend, init_method=f"tcp://{address[0]}:{address[1]}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=10))
         self.learner = FSDPLearner(self.cfg, self.rank, self.world_size)
 
@@ -128,6 +129,13 @@ class RolloutWorker:
 
     def weights_digest(self) -> str:
         return self.rollout.backend.weights_digest()
+
+    def policy_ids(self) -> tuple[int, int, dict]:
+        """(pad id, video token id, M-RoPE settings) of the policy: what assembling learner batches needs."""
+        from engine.native import mrope_config
+
+        _, tokenizer, config = self.parts
+        return tokenizer.pad_token_id, config.video_token_id, mrope_config(config)
 
     def weight_version(self) -> int:
         return self.rollout.backend.weight_version

@@ -7,7 +7,6 @@ group is rebuilt and the restarted worker has the current weights, so no sample 
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import fields, replace
@@ -21,24 +20,10 @@ ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while 
 
 from engine.config import Config
 from engine.orchestration.actors import LearnerWorker, RolloutWorker
+from engine.orchestration.ray_start import stop_ray, wait_for_ray
 from engine.rollout.agent import LoopStats
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
-
-_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
-
-
-class _TokenAuthNotice(logging.Filter):
-    """Drops Ray's notice that a new local cluster has token authentication on (its secure default, which vthink
-    keeps): it is printed on every run and asks for nothing. The warning that auth is *off* still prints."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Token authentication is enabled")
-
-
-logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthNotice())
-
 
 def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
@@ -56,26 +41,31 @@ def merge_stats(stats: list[RolloutStats]) -> RolloutStats:
 
 class Cluster:
     def __init__(self, cfg: Config, log: Callable[[str], None] = print, records: dict | None = None):
-        """`records`: the video records of the checked data (engine/data/sources.py), read here, in the driver,
-        when not given; rollout workers never read or write the dataset themselves."""
+        """Launch and start (see `launch` and `start`)."""
+        self._launch(cfg, log)
+        self.start(records)
+
+    @classmethod
+    def launch(cls, cfg: Config, log: Callable[[str], None] = print) -> Cluster:
+        """Create every actor and set the learners building (process group, sharded policy) and the rollout
+        workers loading theirs, waiting on nothing: the driver goes on (checking the data) meanwhile.
+        `start` then waits for them."""
+        cluster = cls.__new__(cls)
+        cluster._launch(cfg, log)
+        return cluster
+
+    def _launch(self, cfg: Config, log: Callable[[str], None]) -> None:
         from engine.orchestration.placement import resolve
 
         cfg = resolve(cfg, log)
         self.cfg = cfg
         self.log = log
-        if records is None:
-            from engine.data.sources import load_data
-
-            records = load_data(cfg.data, log).records
         gpu = torch.cuda.is_available()
         n_workers, n_learners = cfg.ray.rollout_workers, cfg.ray.learners
-        if not ray.is_initialized():
-            if cfg.ray.address:
-                ray.init(address=cfg.ray.address, runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
-            else:
-                # Logical CPUs: every actor asks for one, so the local cluster must hold them all even on 2 cores.
-                ray.init(num_cpus=max(os.cpu_count() or 1, n_workers + n_learners), include_dashboard=False,
-                         runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
+        wait_for_ray(cfg)  # the CLI began starting it before importing the trainer (orchestration/ray_start.py)
+        if not cfg.ray.address and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
+            stop_ray()  # a local instance started for a smaller layout (an earlier phase, another test)
+            wait_for_ray(cfg)
         threads = max(1, (os.cpu_count() or 1) // (n_workers + n_learners))
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
         place = [{} for _ in range(max(n_workers, n_learners))]
@@ -93,12 +83,24 @@ class Cluster:
         self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, threads) for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
         self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
+        # Rank 0's address goes to every rank as an object reference: Ray resolves it before `start` runs, so
+        # nothing here waits for rank 0 to come up.
+        address = self.learners[0].rendezvous.remote()
+        self._building = [lw.start.remote(address) for lw in self.learners]
+
+    def start(self, records: dict | None = None) -> None:
+        """Hand the rollout workers the video records, wait for every actor, and sync the first weights.
+
+        `records`: those of the checked data (engine/data/sources.py), read here, in the driver, when not given;
+        rollout workers never read or write the dataset themselves."""
+        if records is None:
+            from engine.data.sources import load_data
+
+            records = load_data(self.cfg.data, self.log).records
         # Records go by a method, not the constructor: Ray restarts a worker from its constructor arguments,
         # and large ones would live in the object store at the mercy of its reference counting.
         self._records = ray.put(records)
-        host, port = ray.get(self.learners[0].rendezvous.remote())
-        ray.get([lw.start.remote(host, port) for lw in self.learners]
-                + [w.start.remote(self._records) for w in self.workers])
+        ray.get(self._building + [w.start.remote(self._records) for w in self.workers])
         self.version = -1  # the first sync sends version 0
         self.restarts = 0
         self._join_sync()
@@ -195,6 +197,10 @@ class Cluster:
     def load_checkpoint(self, path: str) -> dict:
         return ray.get([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
 
+    def policy_ids(self) -> tuple[int, int, dict]:
+        """(pad id, video token id, M-RoPE settings) of the policy, from rollout worker 0."""
+        return ray.get(self.workers[0].policy_ids.remote())
+
     def weights_digests(self) -> tuple[str, list[str]]:
         """(learner digest, each rollout worker's digest): all equal right after a sync."""
         learner = ray.get([lw.weights_digest.remote() for lw in self.learners])[0]
@@ -204,7 +210,9 @@ class Cluster:
         """Kill one rollout worker as a crash would (Ray restarts it); for fault tests and drills."""
         ray.kill(self.workers[index], no_restart=False)
 
-    def shutdown(self) -> None:
+    def shutdown(self, keep_ray: bool = False) -> None:
+        """Kill the actors; and Ray itself unless a next phase (GRPO after SFT) starts its actors on it."""
         for actor in self.learners + self.workers:
             ray.kill(actor, no_restart=True)
-        ray.shutdown()
+        if not keep_ray:
+            stop_ray()

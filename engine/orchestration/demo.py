@@ -71,7 +71,7 @@ def run_demo(cfg: Config, log: Log = print) -> dict:
     trajectories, report = synthesize(cfg, data.train, data.records, out / "synth" / "trajectories.jsonl", log=log)
     if not trajectories:
         raise RuntimeError("synthesis kept no trajectory; nothing to fine-tune on")
-    sft_dir = run_sft(cfg, data, out / "sft", log, trajectories)
+    sft_dir = run_sft(cfg, data, out / "sft", log, trajectories, keep_ray=True)
     session = build_session(replace(cfg, model=replace(cfg.model, path=str(sft_dir))), log, data)
     stages["sft"] = stage_eval("sft", session)
 

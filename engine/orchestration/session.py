@@ -13,7 +13,6 @@ from engine.model import load_policy
 from engine.native import mrope_config
 from engine.rollout.agent import LoopConfig
 from engine.rollout.grouped import GroupedRollout
-from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import derive_seed
 from engine.video import FramePolicy, VideoService
 
@@ -34,6 +33,8 @@ class Session:
 def build_session(cfg: Config, log: Callable[[str], None] = print, data: Data | None = None,
                   purpose: str = "train") -> Session:
     """Checked rows first (engine/data/sources.py; `data` when the caller has them), then the policy."""
+    from engine.rollout.hf_backend import HFBackend  # transformers: imported where a model is built
+
     data = data if data is not None else prepare(cfg, purpose, cfg.trainer.output_dir, log)
     model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
     records = data.records
@@ -63,6 +64,8 @@ def build_backend(cfg: Config):
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
         backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed)
         return backend, tokenizer, config
+    from engine.rollout.hf_backend import HFBackend
+
     model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
 

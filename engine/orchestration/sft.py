@@ -43,8 +43,9 @@ def sft_steps(cfg: Config, n_rows: int) -> int:
 
 
 def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[str, list[dict]] | None = None,
-            resume: bool = False) -> Path:
-    """Fine-tune model.path on `data` (engine/data/sources.py Data) and save the policy to `out`."""
+            resume: bool = False, keep_ray: bool = False) -> Path:
+    """Fine-tune model.path on `data` (engine/data/sources.py Data) and save the policy to `out`.
+    `keep_ray`: leave Ray running for the phase that follows (GRPO), which starts its actors on it."""
     from transformers import AutoConfig, AutoTokenizer
 
     from engine.model import model_dir
@@ -121,6 +122,6 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             f.replace(out / f.name)
         partial.rmdir()
     finally:
-        cluster.shutdown()
+        cluster.shutdown(keep_ray=keep_ray)
     log(f"saved the SFT policy to {out}")
     return out

@@ -22,7 +22,6 @@ from engine.data.sources import Data, prepare
 from engine.errors import VthinkError
 from engine.learner.checkpoint import latest
 from engine.model import model_dir
-from engine.native import mrope_config
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
@@ -30,7 +29,7 @@ from engine.orchestration.session import PromptStream
 from engine.orchestration.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
-from engine.rollout.hf_backend import SamplingParams
+from engine.rollout.backend import SamplingParams
 from engine.rollout.seeds import derive_seed
 from engine.telemetry.metrics import MetricsLog, read_metrics
 from engine.telemetry.phases import PhaseTimer
@@ -53,17 +52,6 @@ def score_batch(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
     return rewards
 
 
-def _policy_ids(cfg: Config) -> tuple[int, int, dict]:
-    """(pad id, video token id, M-RoPE settings) of the policy, for assembling learner batches."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from engine.model import model_dir
-
-    path = model_dir(cfg.model.path, cfg.model.seed)
-    config = AutoConfig.from_pretrained(path)
-    return AutoTokenizer.from_pretrained(path).pad_token_id, config.video_token_id, mrope_config(config)
-
-
 class Trainer:
     """Drives a Cluster step by step; its state (step, prompt stream, weight version) is checkpointed."""
 
@@ -78,7 +66,8 @@ class Trainer:
             every = 1 if parameter_count(model_dir(cfg.model.path, cfg.model.seed)) < TINY_PARAMS else 10
         self.trace_every = every
         self.tracer = TraceWriter(cfg.trainer.output_dir) if self.trace_every else None
-        self.pad_id, self.video_id, self.mrope = _policy_ids(cfg)
+        # Asked of a rollout worker, which has the tokenizer and config loaded: the driver never imports transformers.
+        self.pad_id, self.video_id, self.mrope = cluster.policy_ids()
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
         self.step = 0
         self.out = Path(cfg.trainer.output_dir)
@@ -236,6 +225,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     data summary: <output_dir>/data.json (+ bad_rows.jsonl); the final policy's greedy held-out eval:
     <output_dir>/eval.json."""
     from engine.orchestration.cluster import Cluster
+    from engine.orchestration.ray_start import stop_ray
 
     out = Path(cfg.trainer.output_dir)
     ckpt_root = out / "checkpoints"
@@ -245,23 +235,27 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         from engine.errors import ConfigError
 
         raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}")
-    data = prepare(cfg, "train", out, log)  # before any model loads
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data.json").write_text(json.dumps(data.summary(), indent=2))
-    log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
-        + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
-    if cfg.sft.steps or cfg.sft.epochs:
-        sft_dir = out / "sft"
-        if not (resume and (sft_dir / "config.json").is_file()):  # the folder appears complete or not at all
-            run_sft(cfg, data, sft_dir, log, resume=resume and latest(sft_dir / "checkpoints") is not None)
-        cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir)))  # GRPO starts (and references) from it
+    sft_dir = out / "sft" if cfg.sft.steps or cfg.sft.epochs else None
+    grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir))) if sft_dir else cfg  # starts from SFT's
     if cfg.trainer.one_step_off:
-        cfg = replace(cfg, learner=replace(cfg.learner, old_logp="rollout"))
-    cfg = resolve_placement(cfg, log)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
-    cluster = Cluster(cfg, log, records=data.records)
+        grpo_cfg = replace(grpo_cfg, learner=replace(grpo_cfg.learner, old_logp="rollout"))
+    cluster = None
     try:
+        if not sft_pending:  # the GRPO actors start building now, while the rows are checked
+            cluster = Cluster.launch(resolve_placement(grpo_cfg, log), log)
+        data = prepare(cfg, "train", out, log)  # before anything trains
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "data.json").write_text(json.dumps(data.summary(), indent=2))
+        log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
+            + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
+        if sft_pending:
+            run_sft(cfg, data, sft_dir, log, resume=resume and latest(sft_dir / "checkpoints") is not None,
+                    keep_ray=True)
+            cluster = Cluster.launch(resolve_placement(grpo_cfg, log), log)
+        cfg = cluster.cfg
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
+        cluster.start(data.records)
         trainer = Trainer(cfg, cluster, log, data)
         if last is not None:
             trainer.resume(str(last))
@@ -294,4 +288,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         log(f"final policy (Hugging Face layout): {path}")
         return history
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        else:
+            stop_ray()

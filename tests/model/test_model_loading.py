@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.model import loading
+from engine.model import tiny
 from engine.model.loading import ensure_tiny, load_policy
 from engine.model.tiny import build_tiny_model, save_tiny
 
@@ -29,7 +29,7 @@ def same_weights(model, state) -> bool:
 def forbid_builds(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("tiny model rebuilt although a current cache exists")
-    monkeypatch.setattr(loading, "save_tiny", boom)
+    monkeypatch.setattr(tiny, "save_tiny", boom)  # ensure_tiny imports it from there when building
 
 
 @pytest.mark.parametrize("name", [None, "tiny"])
@@ -62,13 +62,13 @@ def test_stale_cache_is_rebuilt(cache, reference):
 def test_lost_race_uses_the_winners_copy(cache, reference, monkeypatch):
     # Another process finishes tiny-0 while we are still writing ours: our rename fails and the
     # winner's complete copy is used; our temporary directory is cleaned up.
-    real_save = loading.save_tiny
+    real_save = tiny.save_tiny
 
     def racing_save(path, seed=0):
         real_save(cache / f"tiny-{seed}", seed=seed)  # the other writer lands first
         return real_save(path, seed=seed)
 
-    monkeypatch.setattr(loading, "save_tiny", racing_save)
+    monkeypatch.setattr(tiny, "save_tiny", racing_save)
     path = ensure_tiny(0)
     assert path == cache / "tiny-0"
     assert sorted(p.name for p in cache.iterdir()) == ["tiny-0"]

@@ -79,9 +79,12 @@ def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, 
     s = session
     r = build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer, s.model.config, s.records)
 
-    class InProcess:  # the one Cluster method the rollout phase uses
+    class InProcess:  # the Cluster methods the rollout phase uses
         def rollout(self, rows, group_size, params):
             return r.run(rows, group_size, params)
+
+        def policy_ids(self):
+            return s.tokenizer.pad_token_id, s.model.config.video_token_id, r.mrope
 
     batch, rewards, m = Trainer(cfg, InProcess(), log=lambda _: None).rollout(step=0)
     assert m["sampling_rounds"] in (1, 2) and m["groups_dropped"] >= 0
