@@ -6,7 +6,11 @@ sample and turn (the untrained tiny model would not call tools on its own); afte
 last turn is sampled freely. Tools decode real synthetic H.264 clips with PyAV, frame cache off, so
 every call decodes. Same seeds in both modes: the trajectories are the same, only the scheduling differs.
 
-Prints a table and writes bench/results/rollout-<device>.json.
+--tool-latency-ms N adds N ms of waiting to every call, with the frame cache on: a tool served elsewhere (a
+retrieval service, a GPU decoder) whose latency costs this CPU nothing. On 2 cores, overlap can only win
+against that kind of latency: a CPU-bound tool takes its cores from generation.
+
+Prints a table and writes bench/results/rollout-<device>[-latency<N>ms].json.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from engine.rollout.agent import LoopConfig
 from engine.rollout.backend import Generation, Request, SamplingParams
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
-from engine.tools import default_registry
+from engine.tools import ToolRegistry, default_registry
+from engine.tools.video_tools import FrameZoomTool
 from engine.video import FramePolicy, VideoService
 
 
@@ -69,6 +74,18 @@ class ThinkThenCall:
         self.hf.load_weights(named_tensors, version)
 
 
+class RemoteFrameZoom(FrameZoomTool):
+    """frame_zoom behind a service that answers after `latency_s` (time spent waiting, not computing)."""
+
+    def __init__(self, latency_s: float):
+        super().__init__()
+        self.latency_s = latency_s
+
+    def run(self, args, ctx):
+        time.sleep(self.latency_s)
+        return super().run(args, ctx)
+
+
 def run_once(rollout: GroupedRollout, rows, group: int, seed: int) -> dict:
     t0 = time.perf_counter()
     batch, st = rollout.run(rows, group, SamplingParams(max_new_tokens=32, temperature=1.0, seed=seed))
@@ -95,6 +112,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--tool-latency-ms", type=float, default=0.0, help="waiting added to each call (frame cache on)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model, tok = load_policy(None)
@@ -103,7 +121,7 @@ def main() -> None:
         make_dataset(Path(tmp), num_videos=max(2, args.prompts), seed=0, codec="h264", width=args.width,
                      height=args.height, fps=24.0, duration_s=duration)
         rows = load_rows(Path(tmp) / "train.jsonl")[: args.prompts]
-        service = VideoService(device="cpu", backend="pyav", cache_bytes=0)
+        service = VideoService(device="cpu", backend="pyav", cache_bytes=2**28 if args.tool_latency_ms else 0)
         policy = FramePolicy(fps=1.0, min_frames=4, max_frames=8, max_pixels=112 * 112)
         merge = model.config.vision_config.spatial_merge_size
         results = {}
@@ -111,7 +129,11 @@ def main() -> None:
             loop = LoopConfig(tools=True, max_turns=args.calls, max_tokens_per_turn=64, max_total_tokens=512,
                               max_visual_tokens=100_000, tool_workers=workers)
             backend = ThinkThenCall(HFBackend(model, tok), tok, args.think, args.calls, duration)
-            ro = GroupedRollout(backend, tok, service, policy, merge, loop, default_registry(), "agent",
+            registry = default_registry()
+            if args.tool_latency_ms:  # the same tools, frame_zoom behind its "service"
+                registry = ToolRegistry([RemoteFrameZoom(args.tool_latency_ms / 1000),
+                                         *(registry.get(n) for n in registry.names() if n != "frame_zoom")])
+            ro = GroupedRollout(backend, tok, service, policy, merge, loop, registry, "agent",
                                 mrope=mrope_config(model.config))
             run_once(ro, rows, args.group, seed=99)  # warm-up
             runs = [run_once(ro, rows, args.group, seed=1000 + k) for k in range(args.repeats)]
@@ -122,13 +144,15 @@ def main() -> None:
         summary[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "ids"}
     speedup = summary["serialised"]["wall_s"] / summary["overlapped"]["wall_s"]
     print(f"agent loop, tiny model, {args.prompts} prompts x G={args.group}, {args.calls} frame_zoom calls/sample, "
-          f"{args.width}x{args.height} H.264, median of {args.repeats}")
+          f"{args.width}x{args.height} H.264, median of {args.repeats}"
+          + (f", {args.tool_latency_ms:.0f} ms waiting per call" if args.tool_latency_ms else ""))
     cols = ["wall_s", "samples_per_s", "gen_tokens_per_s", "generate_s", "tool_s", "tool_wait_s", "decode_s", "rounds"]
     print(f"{'mode':<11}" + "".join(f"{c:>17}" for c in cols))
     for name, s in summary.items():
         print(f"{name:<11}" + "".join(f"{s[c]:>17.3f}" for c in cols))
     print(f"overlapped / serialised speed-up: {speedup:.2f}x (trajectories identical: {same})")
-    out = Path(args.out) / f"rollout-{args.device_name}.json"
+    suffix = f"-latency{args.tool_latency_ms:.0f}ms" if args.tool_latency_ms else ""
+    out = Path(args.out) / f"rollout-{args.device_name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "bench": "rollout", "device": args.device_name, "args": vars(args), "python": platform.python_version(),

@@ -90,3 +90,15 @@ def test_help_says_where_outputs_go(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "trainer.output_dir" in out and "eval.json" in out and "bad_rows.jsonl" in out
+
+
+def test_train_refuses_bad_rows_and_leaves_no_cluster_behind(user_data, tmp_path, capsys):
+    """`vthink train` starts Ray and its actors while it checks the rows: bad rows still exit 2, and the cluster
+    it began is torn down."""
+    import ray
+
+    rc = main(["train", f"data.train_files=[{user_data / 'val.json'}]", f"data.video_root={user_data}",
+               "sft.steps=0", "ray.rollout_workers=1", "ray.learners=1", f"trainer.output_dir={tmp_path / 'run'}"])
+    assert rc == 2
+    assert "id=4: video not found" in capsys.readouterr().err
+    assert not ray.is_initialized()

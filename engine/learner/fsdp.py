@@ -36,6 +36,7 @@ from engine.learner.logprob import LogprobModel
 from engine.learner.options import LearnerConfig
 from engine.learner.policy import warmup_schedule
 from engine.model import load_policy
+from engine.telemetry.phases import PhaseTimer
 from kernels import grpo_loss
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class FSDPLearner:
             raise ValueError(f"rank/world_size {rank}/{world_size} disagree with the process group's "
                              f"{dist.get_rank()}/{dist.get_world_size()}")
         self.cfg = config
+        self.phases = PhaseTimer(cuda_sync=True)  # learner_reference, learner_forward_backward, optimizer
         self.options = _options(options or getattr(config, "learner", None))
         self.rank, self.world_size = rank, world_size
         if dist.get_backend() == "nccl":
@@ -226,7 +228,7 @@ class FSDPLearner:
             mask = mb["loss_mask"]
             ref_logp = None
             if self.ref is not None:
-                with torch.no_grad():
+                with torch.no_grad(), self.phases.phase("learner_reference"):
                     ref_logp, _ = self._run(self.ref, mb, lay.has_visual, with_entropy=False)
             old = mb["rollout_logp"] if mode == "rollout" else None
             if mode == "recompute":
@@ -235,16 +237,17 @@ class FSDPLearner:
             opts = dict(clip_low=algo.clip_low, clip_high=algo.clip_high, kl_type=algo.kl_type,
                         kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
                         entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_trajectory_tokens)
-            if self.fused:  # old None: this pass's own log-probs (on-policy)
-                loss, stats, logp, entropy = self.policy(
-                    mb, temperature=self.cfg.rollout.temperature, run_visual=lay.has_visual,
-                    grpo=dict(old=old, ref=ref_logp, advantages=mb["advantages"], mask=mask, **opts))
-            else:
-                logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
-                loss, stats = grpo_loss(logp, logp.detach() if old is None else old, ref_logp, mb["advantages"],
-                                        mask, entropy=entropy, **opts)
-            # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
-            (loss * (w_agg * self.world_size)).backward()
+            with self.phases.phase("learner_forward_backward"):
+                if self.fused:  # old None: this pass's own log-probs (on-policy)
+                    loss, stats, logp, entropy = self.policy(
+                        mb, temperature=self.cfg.rollout.temperature, run_visual=lay.has_visual,
+                        grpo=dict(old=old, ref=ref_logp, advantages=mb["advantages"], mask=mask, **opts))
+                else:
+                    logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
+                    loss, stats = grpo_loss(logp, logp.detach() if old is None else old, ref_logp,
+                                            mb["advantages"], mask, entropy=entropy, **opts)
+                # FSDP's reduce-scatter averages over ranks; scaling by world_size turns that into the sum.
+                (loss * (w_agg * self.world_size)).backward()
             if real:
                 loss = loss.detach()
                 gap = torch.zeros((), device=self.device)
@@ -267,7 +270,9 @@ class FSDPLearner:
         metrics = dict(zip(_SUMS, sums.tolist()))
         metrics["logp_gap_max"] = float(gap_max)
         nonfinite = metrics.pop("nonfinite") > 0
-        metrics.update(self._step(float("nan") if nonfinite else metrics["loss"]))
+        with self.phases.phase("optimizer"):
+            metrics.update(self._step(float("nan") if nonfinite else metrics["loss"]))
+        metrics.update(self.phases.pop())  # this rank's; rank 0's are the ones logged
         if "rollout_logp" not in batch:
             metrics.pop("logp_gap_mean")
             metrics.pop("logp_gap_max")

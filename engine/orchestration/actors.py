@@ -12,6 +12,7 @@ import torch
 
 from engine.config import Config
 from engine.rollout.backend import weights_digest
+from engine.telemetry.phases import profiled
 
 
 def _limit_threads(n: int) -> None:
@@ -81,7 +82,8 @@ class LearnerWorker:
         return weights_digest([(n, t) for n, t in self.learner.named_full_tensors() if n in trained])
 
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
-        return self.learner.update(batch, advantages)
+        with profiled("learner"):
+            return self.learner.update(batch, advantages)
 
     def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         return self.learner.sft_update(batch)
@@ -144,7 +146,8 @@ class RolloutWorker:
         """(batch, stats, weight version used): G samples for each row; `first_prompt` is the rows' position
         in the step (it fixes their seeds). The version lets the driver reject work done on stale weights,
         e.g. by a worker Ray restarted with its initial weights."""
-        return (*self.rollout.run(rows, group_size, params, first_prompt), self.rollout.backend.weight_version)
+        with profiled("rollout_worker"):
+            return (*self.rollout.run(rows, group_size, params, first_prompt), self.rollout.backend.weight_version)
 
     def pid(self) -> int:
         return os.getpid()

@@ -34,9 +34,13 @@ def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
 def merge_stats(stats: list[RolloutStats]) -> RolloutStats:
     """Counters and times summed over workers (times are work done, not wall time)."""
     loop = LoopStats(**{f.name: sum(getattr(st.loop, f.name) for st in stats) for f in fields(LoopStats)})
+    phases: dict[str, float] = {}
+    for st in stats:
+        for k, v in st.phases.items():
+            phases[k] = phases.get(k, 0.0) + v
     return RolloutStats(failed_prompts=sum(st.failed_prompts for st in stats),
                         errors=[e for st in stats for e in st.errors],
-                        decode_s=sum(st.decode_s for st in stats), loop=loop)
+                        decode_s=sum(st.decode_s for st in stats), loop=loop, phases=phases)
 
 
 class Cluster:

@@ -57,6 +57,7 @@ def _init(cfg) -> None:
             else:
                 # Logical CPUs: every actor asks for one, so the local cluster must hold them all even on 2 cores.
                 ray.init(num_cpus=max(os.cpu_count() or 1, actors_needed(cfg)), include_dashboard=False,
+                         _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
                          runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
     except BaseException as e:  # re-raised by wait_for_ray, in the caller's thread
         _error = e

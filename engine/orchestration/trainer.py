@@ -114,6 +114,7 @@ class Trainer:
             response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
             time_generate_s=sum(st.loop.generate_s for st in stats), time_tool_s=sum(st.loop.tool_s for st in stats),
             time_decode_s=sum(st.decode_s for st in stats),
+            **{k: sum(st.phases.get(k, 0.0) for st in stats) for k in {k for st in stats for k in st.phases}},
             tool_calls=sum(len(x.tool_trace) for x in samples) / n,
             tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
             turns=sum(x.turns for x in samples) / n,

@@ -4,7 +4,8 @@ Rounds: every sample that is ready (not finished, not waiting on a tool) is gene
 batched backend call, up to its next stop — end of turn, `</tool_call>` (agent mode) or a closed
 `</time>` span (grounded re-look). A sample that stopped on a call has its tool submitted to a thread
 pool and sits out while the others keep generating; its observation rejoins as soon as it is done
-(checked at every round). The loop blocks only when nothing is ready.
+(checked at every round). The loop waits on tools only while fewer samples are ready than are in tools:
+a batched backend call costs about the same for one row as for many.
 
 Token-in/token-out: a trajectory is the prompt followed by the backend's exact output ids (loss mask
 1, rollout log-prob each) interleaved with the engine's injected ids — turn markers, tool responses,
@@ -140,14 +141,16 @@ class AgentLoop:
                     if t.pending is not None and t.pending.done():
                         self._rejoin(t, t.pending.result())
                 ready = [t for t in trajs if t.finish_reason is None and t.pending is None]
-                if not ready:
-                    pending = [t.pending for t in trajs if t.pending is not None]
-                    if not pending:
-                        break
+                pending = [t.pending for t in trajs if t.pending is not None]
+                # Generate once at least half of the live samples are ready: a backend call costs about the
+                # same for one row as for many, so calls on a straggler or two would cost a full round each.
+                if pending and len(ready) < len(pending):
                     t0 = time.perf_counter()
                     wait(pending, return_when=FIRST_COMPLETED)
                     stats.wait_s += time.perf_counter() - t0
                     continue
+                if not ready:
+                    break
                 requests = [self._request(t, params, seeds) for t in ready]
                 t0 = time.perf_counter()
                 gens = self.backend.generate(requests)

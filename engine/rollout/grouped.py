@@ -33,6 +33,7 @@ class RolloutStats:
     errors: list[str] = field(default_factory=list)
     decode_s: float = 0.0  # decoding + preprocessing the prompts' videos
     loop: LoopStats = field(default_factory=LoopStats)
+    phases: dict[str, float] = field(default_factory=dict)  # the backend's own (vision_tower, prefill, sampling)
 
 
 PROMPT_CACHE_SIZE = 256  # prompts (ids + preprocessed video) kept per rollout engine
@@ -114,4 +115,7 @@ class GroupedRollout:
         if episodes:
             seeds = SeedTable(params.seed, len(rows), group_size, self.loop_cfg.max_turns, first_prompt)
             samples, stats.loop = self.loop.run(episodes, params, seeds)
+        timer = getattr(self.backend, "phases", None)
+        if timer is not None:
+            stats.phases = timer.pop()
         return RolloutBatch(samples=samples, group_size=group_size, mrope=self.mrope), stats

@@ -30,6 +30,7 @@ from engine.native import mrope_config, mrope_position_ids
 from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, placeholder_ids,
                                    weights_digest)
 from engine.rollout.prefix_cache import Prefix, PrefixCache
+from engine.telemetry.phases import PhaseTimer
 
 __all__ = ["HFBackend", "Generation", "Request", "SamplingParams"]
 
@@ -81,6 +82,7 @@ class HFBackend:
         # Work done and work saved: tokens prefilled vs taken from kept prefixes, videos through the tower
         # vs served by an identical one in the same call.
         self.counters = {"prefill_tokens": 0, "reused_tokens": 0, "videos_encoded": 0, "videos_reused": 0}
+        self.phases = PhaseTimer(cuda_sync=True)  # vision_tower, prefill, sampling
 
     # ------------------------------------------------------------------ weights
 
@@ -194,14 +196,21 @@ class HFBackend:
         slot_of = [work.setdefault((id(p), tuple(r.prompt_ids), tuple(map(id, r.videos))), len(work))
                    for r, p in zip(requests, prefixes)]
         unique = [slot_of.index(k) for k in range(len(work))]
-        logits, cache, attention_mask, next_pos = self._prefill(
-            [requests[i] for i in unique], [prefixes[i] for i in unique], device)
+        with self.phases.phase("prefill"):
+            logits, cache, attention_mask, next_pos = self._prefill(
+                [requests[i] for i in unique], [prefixes[i] for i in unique], device)
         for p in prefixes:
             self.prefixes.discard(p)  # each continuation re-files its longer sequence below
         if len(unique) < len(requests):
             expand = torch.tensor(slot_of, dtype=torch.long, device=device)
             cache.batch_select_indices(expand)
             logits, attention_mask, next_pos = logits[expand], attention_mask[expand], next_pos[expand]
+        with self.phases.phase("sampling"):
+            self._decode(requests, rows, logits, cache, attention_mask, next_pos, device)
+        return [Generation(r.ids, r.logprobs, r.finish_reason or "length", r.stop) for r in rows]
+
+    def _decode(self, requests, rows, logits, cache, attention_mask, next_pos, device) -> None:
+        """One token per running row per model call, until every row has stopped."""
         active = list(range(len(rows)))  # rows of the cache, in order, each an index into `rows`
         while active:
             tokens, logps = self._sample(logits, [rows[a] for a in active])
@@ -230,7 +239,6 @@ class HFBackend:
                              past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
-        return [Generation(r.ids, r.logprobs, r.finish_reason or "length", r.stop) for r in rows]
 
     # ------------------------------------------------------------------ prefill with reused prefixes
 
@@ -286,7 +294,8 @@ class HFBackend:
         if fresh:
             visual = self.model.model.visual
             pixels = torch.cat([v.pixel_values for v in fresh]).to(device, visual.dtype)
-            embeds, ran = encode_distinct(visual, pixels, torch.tensor([v.grid_thw for v in fresh], device=device))
+            with self.phases.phase("vision_tower"):
+                embeds, ran = encode_distinct(visual, pixels, torch.tensor([v.grid_thw for v in fresh], device=device))
             self.counters["videos_encoded"] += ran
             self.counters["videos_reused"] += len(fresh) - ran
             mm = {"video": BaseModelOutputWithPooling(pooler_output=(embeds,))}

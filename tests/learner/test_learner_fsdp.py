@@ -263,10 +263,16 @@ def run(tmp_path_factory):
             "resumed": resumed, "true_logp": true_logp, "sft_batch": sft_batch}
 
 
+def trained(m: dict) -> dict:
+    """An update's metrics without its phase times (time_*_s: each rank's own wall clock)."""
+    return {k: v for k, v in m.items() if not k.startswith("time_")}
+
+
 def test_ranks_agree_on_metrics_and_weights(run):
     r0, r1 = run["main"]
     for key in ("whole/m1", "micro/m1", "seqnorm/m1", "m2"):
-        assert r0[key] == r1[key]
+        assert trained(r0[key]) == trained(r1[key])
+        assert r0[key]["time_learner_forward_backward_s"] > 0 and r0[key]["time_optimizer_s"] > 0
     for key in ("whole/w1", "w2"):
         _assert_weights_close(r1[key], r0[key], atol=0.0)
 
@@ -371,7 +377,7 @@ def test_resume_in_fresh_processes_reproduces_the_next_step(run):
     for main, resumed in zip(run["main"], run["resumed"]):
         assert resumed["extra"] == {"data_position": 7} and resumed["step"] == 1
         assert torch.equal(resumed["rng"], main["rng"])
-        assert resumed["m2"] == main["m2"]
+        assert trained(resumed["m2"]) == trained(main["m2"])
         _assert_weights_close(resumed["w2"], main["w2"], atol=0.0)
 
 
@@ -412,7 +418,7 @@ def test_uneven_shards_and_text_only_ranks_stay_in_lockstep(run):
     r0, r1 = run["main"]
     batch = run["batch"]
     for part, rows in (("single", [2]), ("pair", [1, 2])):
-        assert r0[f"micro/m_{part}"] == r1[f"micro/m_{part}"]
+        assert trained(r0[f"micro/m_{part}"]) == trained(r1[f"micro/m_{part}"])
         m = r0[f"micro/m_{part}"]
         assert m["tokens"] == float(_mask(batch)[rows].sum()) and m["skipped"] == 0.0
         _assert_weights_close(r1[f"micro/w_{part}"], r0[f"micro/w_{part}"], atol=0.0)

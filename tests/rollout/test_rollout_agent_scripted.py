@@ -195,3 +195,50 @@ def test_seed_table_is_collision_free_and_stable():
     assert SeedTable(5, 64, 4, 7)(3, 2, 5) == t(3, 2, 5)
     with pytest.raises(IndexError):
         t(0, 16, 0)
+
+
+def test_returning_samples_are_batched_not_run_one_by_one(session):
+    """The loop generates once at least half of the live samples are back from their tools: samples whose tools
+    return first wait for each other, and a straggler's tool does not hold them back."""
+    import threading
+    import time
+
+    from engine.tools import Tool, ToolRegistry
+
+    release = threading.Event()
+
+    class Hold(Tool):  # sample 0 returns at once, 1 after 0.2 s, 2 and 3 when `release` is set
+        name, description = "hold", "returns after a while that depends on k"
+        parameters = {"type": "object", "properties": {"k": {"type": "integer"}}, "required": ["k"]}
+
+        def convert(self, arguments):
+            return int(arguments["k"])
+
+        def run(self, k, ctx):
+            if k == 1:
+                time.sleep(0.2)
+            if k >= 2:
+                release.wait(10)
+            return Observation(text=f"held {k}")
+
+    g = 4
+    cfg = LoopConfig(tools=True, max_turns=2, max_tokens_per_turn=200, max_total_tokens=1000, tool_workers=4)
+    seeds = SeedTable(BASE, 1, g, cfg.max_turns)
+    script = {seeds(0, k, 0): call("hold", k=k) for k in range(g)} | {seeds(0, k, 1): ANSWER for k in range(g)}
+    backend = ScriptedBackend(session.tokenizer, script)
+    sizes = []
+    generate = backend.generate
+
+    def counted(requests):
+        sizes.append(len(requests))
+        if len(sizes) == 2:
+            threading.Timer(0.3, release.set).start()  # the stragglers come back after the early pair answered
+        return generate(requests)
+
+    backend.generate = counted
+    r = GroupedRollout(backend, session.tokenizer, session.rollout.video, session.rollout.frame_policy,
+                       session.rollout.merge_size, cfg, ToolRegistry([Hold()]), "agent", mrope=session.rollout.mrope)
+    batch, stats = r.run(session.train_rows[:1], g, SamplingParams(max_new_tokens=200, seed=BASE))
+    assert all(x.finish_reason == "stop" and x.tool_trace[0].ok for x in batch.samples)
+    assert sizes[:2] == [4, 2]  # sample 0 waited for 1 (not a round of its own), and not for the stragglers
+    assert sum(sizes) == 2 * g and stats.loop.wait_s > 0
