@@ -234,15 +234,46 @@ class MropeInputs:
     spatial_merge_size: int
 
 
-def mrope_config(config: Any) -> dict[str, int | float]:
-    """The keyword arguments mrope_position_ids needs, read from a Qwen2.5-VL config."""
+MROPE_RULES = ("qwen2_5_vl", "qwen3_vl")  # one per architecture, by the config's model_type
+
+
+def mrope_config(config: Any) -> dict[str, int | float | str]:
+    """The keyword arguments mrope_position_ids needs, read from a Qwen2.5-VL or Qwen3-VL config."""
     vision = config.vision_config
+    rule = "qwen3_vl" if getattr(config, "model_type", "") == "qwen3_vl" else "qwen2_5_vl"
     return {
         "spatial_merge_size": vision.spatial_merge_size,
-        "tokens_per_second": vision.tokens_per_second,
+        # Qwen3-VL writes timestamps as text and has no temporal position scale.
+        "tokens_per_second": getattr(vision, "tokens_per_second", 1) if rule == "qwen2_5_vl" else 1,
         "image_token_id": config.image_token_id,
         "video_token_id": config.video_token_id,
+        "rule": rule,
     }
+
+
+def _apply_rule(rule: str, image_grid_thw: Any, video_grid_thw: Any, second_per_grid_ts: Any) -> tuple[Any, Any]:
+    """(video grids, seconds per grid) for the shared segment rule, under an architecture's rule.
+
+    qwen3_vl: a video's temporal patches are separated by timestamp text (<t> <|vision_start|> frames
+    <|vision_end|> per patch), so each is its own segment with grid [1, h, w]; its temporal id is then its
+    start, whatever the timing, as in the published Qwen3-VL get_rope_index.
+    """
+    if rule not in MROPE_RULES:
+        raise ValueError(f"{_MROPE}: unknown rule {rule!r}; choose one of {', '.join(MROPE_RULES)}")
+    if rule == "qwen2_5_vl":
+        return video_grid_thw, second_per_grid_ts
+    if image_grid_thw is not None and len(image_grid_thw):
+        images = _int_array(image_grid_thw, "image_grid_thw", _MROPE, 2)
+        if images.shape[1:] == (3,) and (images[:, 0] != 1).any():
+            raise ValueError(f"{_MROPE}: qwen3_vl images have one temporal patch; got image grids {images.tolist()}")
+    if video_grid_thw is None or not len(video_grid_thw):
+        return video_grid_thw, None
+    videos = _int_array(video_grid_thw, "video_grid_thw", _MROPE, 2)
+    if videos.shape[1:] != (3,) or (videos < 0).any():
+        raise ValueError(f"{_MROPE}: video_grid_thw must be [n, 3] non-negative, got {videos.tolist()}")
+    frames = np.repeat(videos, videos[:, 0], axis=0)
+    frames[:, 0] = 1
+    return frames, None
 
 
 def _video_seconds(second_per_grid_ts: Any, n_videos: int) -> np.ndarray:
@@ -419,6 +450,8 @@ def mrope_position_ids_py(input_ids: Any, mm_token_type_ids: Any = None, image_g
                           video_grid_thw: Any = None, second_per_grid_ts: Any = None, attention_mask: Any = None,
                           **config: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Pure-Python mrope_position_ids."""
+    video_grid_thw, second_per_grid_ts = _apply_rule(config.pop("rule", "qwen2_5_vl"), image_grid_thw,
+                                                     video_grid_thw, second_per_grid_ts)
     x = prepare_mrope_inputs(input_ids, mm_token_type_ids, image_grid_thw, video_grid_thw, second_per_grid_ts,
                              attention_mask, **config)
     return _as_torch(input_ids, x, *mrope_core_py(x))
@@ -428,8 +461,8 @@ def mrope_position_ids(input_ids: Any, mm_token_type_ids: Any = None, image_grid
                        video_grid_thw: Any = None, second_per_grid_ts: Any = None, attention_mask: Any = None, *,
                        spatial_merge_size: int, tokens_per_second: int | float,
                        image_token_id: int | None = None, video_token_id: int | None = None,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Qwen2.5-VL M-RoPE ids (position_ids [3, B, L], deltas [B, 1]) by the original published rule.
+                       rule: str = "qwen2_5_vl") -> tuple[torch.Tensor, torch.Tensor]:
+    """M-RoPE ids (position_ids [3, B, L], deltas [B, 1]) by the original published rule of `rule`'s model.
 
     The rule the released Qwen2.5-VL models were trained with (and vLLM implements): each text run and
     each vision segment starts at max(all earlier positions of its row) + 1; a vision segment's tokens
@@ -443,7 +476,12 @@ def mrope_position_ids(input_ids: Any, mm_token_type_ids: Any = None, image_grid
     in order across the whole batch and must match the segments exactly; second_per_grid_ts, when
     given, has one entry per video (float32 arithmetic whatever its dtype). Anything inconsistent
     raises ValueError.
+
+    rule "qwen3_vl" (Qwen3-VL, published with transformers 4.57): the same walk, but a video's timestamps are
+    text between its temporal patches, so each patch is a segment of its own (`_apply_rule`) at temporal id 0;
+    video_grid_thw still has one row per video, and second_per_grid_ts is not used.
     """
+    video_grid_thw, second_per_grid_ts = _apply_rule(rule, image_grid_thw, video_grid_thw, second_per_grid_ts)
     x = prepare_mrope_inputs(input_ids, mm_token_type_ids, image_grid_thw, video_grid_thw, second_per_grid_ts,
                              attention_mask, spatial_merge_size=spatial_merge_size,
                              tokens_per_second=tokens_per_second, image_token_id=image_token_id,
