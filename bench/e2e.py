@@ -1,8 +1,8 @@
 """End to end: `vthink train` on the embedded default, per Ray layout, measured from the outside.
 
 Each case launches `vthink train configs/tiny_cpu.yaml` (no SFT warm-up, a few GRPO steps) as a process and
-samples its whole process tree (the driver, Ray's daemons and actors) every 0.25 s from /proc. Per case:
-time to the first step (launch to its progress line), median s/step and sampled tokens/s after the first
+samples its whole process tree (the driver, Ray's daemons and actors) every 0.25 s from /proc (PSS every
+1 s). Per case: time to the first step (launch to its progress line), median s/step and sampled tokens/s after the first
 step, peak RSS and peak PSS of the tree (RSS counts a shared library once per process that maps it; PSS
 splits shared pages between them, so its sum is what the tree really holds), CPU-seconds per step, and the
 per-phase split the run logs: video decode, vision tower, prefill (which includes the vision tower),
@@ -66,11 +66,13 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def usage(pid: int) -> tuple[int, int, float]:
-    """(RSS bytes, PSS bytes, CPU seconds) of a live pid; zeros once it has gone."""
+def usage(pid: int, with_pss: bool) -> tuple[int, int, float]:
+    """(RSS bytes, PSS bytes or 0, CPU seconds) of a live pid; zeros once it has gone. PSS walks the process's
+    page tables (tens of ms for a 10 GB process), so the sampler asks for it once a second only."""
     try:
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        pss = next(int(line.split()[1]) * 1024 for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
+        pss = next(int(line.split()[1]) * 1024 for line in open(f"/proc/{pid}/smaps_rollup")
+                   if line.startswith("Pss:")) if with_pss else 0
         return int(fields[21]) * PAGE, pss, (int(fields[11]) + int(fields[12])) / TICK
     except (OSError, IndexError, ValueError, StopIteration):
         return 0, 0, 0.0
@@ -105,11 +107,12 @@ def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bo
     per_role: dict[str, int] = {}  # role -> peak RSS of its largest process
 
     def sample() -> None:
+        tick = 0
         while not stop.is_set():
             total = total_pss = 0
             # CPU time of every process ever seen, at its last sample (exited ones keep theirs).
             for p in tree(proc.pid):
-                p_rss, p_pss, p_cpu = usage(p)
+                p_rss, p_pss, p_cpu = usage(p, with_pss=tick % 4 == 0)
                 total += p_rss
                 total_pss += p_pss
                 cpu_seen[p] = p_cpu or cpu_seen.get(p, 0.0)
@@ -117,6 +120,7 @@ def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bo
                 per_role[r] = max(per_role.get(r, 0), p_rss)
             peak[0] = max(peak[0], total)
             peak_pss[0] = max(peak_pss[0], total_pss)
+            tick += 1
             time.sleep(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -70,7 +70,12 @@ class Cluster:
         if not cfg.ray.address and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
             stop_ray()  # a local instance started for a smaller layout (an earlier phase, another test)
             wait_for_ray(cfg)
-        threads = max(1, (os.cpu_count() or 1) // (n_workers + n_learners))
+        # BLAS threads per actor. Rollout workers compute together, and learner ranks together, but the two
+        # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
+        cores = os.cpu_count() or 1
+        shared = n_workers + n_learners if cfg.trainer.one_step_off else None
+        learner_threads = max(1, cores // (shared or n_learners))
+        worker_threads = max(1, cores // (shared or n_workers))
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
         place = [{} for _ in range(max(n_workers, n_learners))]
         if gpu and cfg.ray.colocate:  # learner rank i and rollout worker i share the GPU of bundle i
@@ -84,9 +89,10 @@ class Cluster:
                      for i in range(n_learners)]
         # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
         learner_cls = ray.remote(**res)(LearnerWorker)
-        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, threads) for r in range(n_learners)]
+        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, learner_threads)
+                         for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, threads) for i in range(n_workers)]
+        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, worker_threads) for i in range(n_workers)]
         # Rank 0's address goes to every rank as an object reference: Ray resolves it before `start` runs, so
         # nothing here waits for rank 0 to come up.
         address = self.learners[0].rendezvous.remote()
