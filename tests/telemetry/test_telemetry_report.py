@@ -47,6 +47,33 @@ def test_phase_timer_accumulates_and_resets():
     assert timer.pop() == {}
 
 
+def test_phases_are_torch_profiler_ranges_and_profiled_records_the_second_call(tmp_path, monkeypatch):
+    import json
+    from collections import defaultdict
+
+    import torch
+
+    from engine.telemetry import phases
+
+    timer = PhaseTimer()
+    with torch.profiler.profile() as prof:
+        with timer.phase("prefill"):
+            torch.ones(8, 8) @ torch.ones(8, 8)
+    assert "vthink/prefill" in {e.key for e in prof.key_averages()}
+
+    monkeypatch.setenv(phases.PROFILE_ENV, str(tmp_path / "profile"))
+    monkeypatch.setattr(phases, "_calls", defaultdict(int))
+    for call in range(3):
+        with phases.profiled("learner"):
+            with timer.phase("optimizer"):
+                torch.ones(16, 16) @ torch.ones(16, 16)
+        written = sorted(p.suffix for p in (tmp_path / "profile").glob("learner-*")) if call else []
+        assert written == ([] if call == 0 else [".json", ".txt"])  # the 2nd call only (the 1st is warm-up)
+    trace = json.loads(next((tmp_path / "profile").glob("learner-*.json")).read_text())
+    assert any(e.get("name") == "vthink/optimizer" for e in trace["traceEvents"])
+    assert "aten::mm" in next((tmp_path / "profile").glob("learner-*.txt")).read_text()
+
+
 def test_summary_table_and_plot(tmp_path):
     table = summary_table(HISTORY)
     row = next(r for r in table.splitlines() if r.startswith("reward_mean"))
