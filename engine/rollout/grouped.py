@@ -118,4 +118,7 @@ class GroupedRollout:
         timer = getattr(self.backend, "phases", None)
         if timer is not None:
             stats.phases = timer.pop()
+        prefixes = getattr(self.backend, "prefixes", None)
+        if prefixes is not None:
+            prefixes.clear()  # these episodes are over: no later request continues them
         return RolloutBatch(samples=samples, group_size=group_size, mrope=self.mrope), stats

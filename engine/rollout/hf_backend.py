@@ -63,6 +63,16 @@ def _video_runs(ids: list[int], video_id: int) -> list[int]:
     return runs
 
 
+def _left_padded(parts: list[torch.Tensor | None], length: int) -> torch.Tensor:
+    """[n, heads, length, dim] from per-row [heads, l_i, dim] KV (None: nothing), each row's padded on the left."""
+    ref = next(t for t in parts if t is not None)
+    out = ref.new_zeros((len(parts), ref.shape[0], length, ref.shape[2]))
+    for i, t in enumerate(parts):
+        if t is not None:
+            out[i, :, length - t.shape[1]:] = t
+    return out
+
+
 class HFBackend:
     """Batched sampling with a KV cache on any transformers Qwen2.5-VL model (CPU or GPU)."""
 
@@ -276,16 +286,10 @@ class HFBackend:
             attention_mask[i, P + S - len(ids):] = 1
         cache = DynamicCache(config=self.model.config)
         if P:
-            for layer in range(len(next(p for p in prefixes if p).keys)):
-                kv = []
-                for part in ("keys", "values"):
-                    ref = getattr(next(p for p in prefixes if p), part)[layer]
-                    t = ref.new_zeros((n, ref.shape[0], P, ref.shape[2]))
-                    for i, p in enumerate(prefixes):
-                        if p:
-                            t[i, :, P - len(p.ids):] = getattr(p, part)[layer]
-                    kv.append(t.to(device))
-                cache.update(kv[0], kv[1], layer)
+            layers = len(next(p for p in prefixes if p).keys)
+            for layer in range(layers):
+                cache.update(_left_padded([p and p.keys[layer] for p in prefixes], P).to(device),
+                             _left_padded([p and p.values[layer] for p in prefixes], P).to(device), layer)
         self.counters["prefill_tokens"] += sum(map(len, new))
         self.counters["reused_tokens"] += sum(past)
         # Only the videos whose pads are among the new tokens go through the tower, each distinct one once.
