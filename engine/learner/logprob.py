@@ -9,9 +9,8 @@ has none: under FSDP every rank must run the same sequence of sharded modules, w
 from __future__ import annotations
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from engine.model.vision import encode_distinct
+from engine.model.vision import encode_distinct, encoder_output
 from kernels import linear_grpo_loss, linear_logprob
 
 VIDEO_INPUTS = ("pixel_values_videos", "video_grid_thw")
@@ -33,15 +32,16 @@ def _vision(core, batch: dict, run_visual: bool) -> tuple[dict, torch.Tensor | N
         device = batch["input_ids"].device
         dummy = torch.zeros(merge * merge, width, dtype=dtype, device=device)
         grid = torch.tensor([[1, merge, merge]], device=device)
-        out = visual(dummy, grid_thw=grid).pooler_output
-        return {}, out.sum() * 0.0
+        out, deep, _ = encode_distinct(visual, dummy, grid)
+        return {}, sum(t.sum() for t in [out, *(deep or [])]) * 0.0
     pixels = torch.cat([p.to(dtype) for _, p, _ in parts])
     grids = torch.cat([g for _, _, g in parts])
-    embeds, _ = encode_distinct(visual, pixels, grids)
+    embeds, deep, _ = encode_distinct(visual, pixels, grids)
     outputs, start = {}, 0
     for name, _, grid in parts:
         n = int((grid.prod(-1) // (merge * merge)).sum())
-        outputs[name] = BaseModelOutputWithPooling(pooler_output=(embeds[start:start + n],))
+        rows = slice(start, start + n)
+        outputs[name] = encoder_output(embeds[rows], None if deep is None else [d[rows] for d in deep])
         start += n
     return outputs, None
 
@@ -53,8 +53,8 @@ def last_hidden(model, batch: dict, run_visual: bool = False) -> torch.Tensor:
         raise ValueError("last_hidden: the batch has no position_ids (engine.native.mrope_position_ids)")
     core = model.model
     mm_outputs, anchor = _vision(core, batch, run_visual)
-    kwargs = {k: batch[k] for k in ("attention_mask", "position_ids", "mm_token_type_ids", "video_grid_thw",
-                                    "image_grid_thw", "second_per_grid_ts") if k in batch}
+    # Positions are given, so grids, timings and token types (only used to derive positions) stay out.
+    kwargs = {k: batch[k] for k in ("attention_mask", "position_ids") if k in batch}
     hidden = core(input_ids=batch["input_ids"], mm_encoder_outputs=mm_outputs or None, use_cache=False,
                   **kwargs).last_hidden_state
     return hidden if anchor is None else hidden + anchor.to(hidden.dtype)

@@ -64,6 +64,39 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
     )
 
 
+def tiny_qwen3_vl_config(tokenizer: PreTrainedTokenizerFast):
+    """Qwen3-VL architecture at the same toy size: patch 16, one DeepStack layer (vision block 0 feeds text
+    layer 0), interleaved M-RoPE over the same 8:12:12 split; token ids taken from `tokenizer`."""
+    from transformers import Qwen3VLConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)
+    text = dict(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=64, hidden_act="silu",
+                max_position_embeddings=32768, rms_norm_eps=1e-6,
+                rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [8, 12, 12],
+                                 "mrope_interleaved": True},
+                bos_token_id=pad_id, eos_token_id=eos_id, pad_token_id=pad_id, tie_word_embeddings=False)
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, in_channels=3, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=128, num_position_embeddings=64,
+                  deepstack_visual_indexes=[0])
+    return Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                         video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+                         vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False)
+
+
+def build_tiny_qwen3_vl(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A freshly initialised tiny Qwen3-VL model (eval mode) and the same tokenizer; same seed, same bits."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    tokenizer = build_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(tiny_qwen3_vl_config(tokenizer))
+    model.generation_config = _generation_config(tokenizer)
+    return model.to(dtype).eval(), tokenizer
+
+
 def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
     ids = tokenizer.convert_tokens_to_ids
     pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)

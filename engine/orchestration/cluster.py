@@ -74,8 +74,8 @@ class Cluster:
         # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
         cores = os.cpu_count() or 1
         shared = n_workers + n_learners if cfg.trainer.one_step_off else None
-        learner_threads = max(1, cores // (shared or n_learners))
-        worker_threads = max(1, cores // (shared or n_workers))
+        learner_threads = max(1, cores // (shared or max(1, n_learners)))
+        worker_threads = max(1, cores // (shared or max(1, n_workers)))  # SFT without evals has no worker
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
         place = [{} for _ in range(max(n_workers, n_learners))]
         if gpu and cfg.ray.colocate:  # learner rank i and rollout worker i share the GPU of bundle i

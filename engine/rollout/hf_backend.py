@@ -22,10 +22,9 @@ from typing import Iterable
 
 import torch
 from transformers import DynamicCache
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from engine.errors import VideoRequestError
-from engine.model.vision import encode_distinct
+from engine.model.vision import encode_distinct, encoder_output
 from engine.native import mrope_config, mrope_position_ids
 from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, placeholder_ids,
                                    weights_digest)
@@ -125,15 +124,19 @@ class HFBackend:
             raise ValueError("request has an empty prompt")
         check_params(req.params)
         runs = _video_runs(req.prompt_ids, self.video_token_id)
-        if len(runs) != len(req.videos):
-            raise VideoRequestError(f"prompt has {len(runs)} <|video_pad|> runs but {len(req.videos)} videos were given")
-        for k, (n, v) in enumerate(zip(runs, req.videos)):
+        # Qwen3-VL writes a timestamp before each temporal patch: a video is then t runs of h*w pads, not one.
+        per_patch = self.mrope.get("rule") == "qwen3_vl"
+        want_runs = [(k, v) for k, v in enumerate(req.videos) for _ in range(v.grid_thw[0] if per_patch else 1)]
+        if len(runs) != len(want_runs):
+            raise VideoRequestError(f"prompt has {len(runs)} <|video_pad|> runs but its {len(req.videos)} videos "
+                                    f"need {len(want_runs)}")
+        for n, (k, v) in zip(runs, want_runs):
             t, h, w = v.grid_thw
-            want = t * h * w // (self.merge * self.merge)
+            want = (1 if per_patch else t) * h * w // (self.merge * self.merge)
             if n != want or v.pixel_values.shape[0] != t * h * w:
                 raise VideoRequestError(
-                    f"video {k}: grid {v.grid_thw} needs {want} pad tokens and {t * h * w} patch rows, "
-                    f"the prompt has {n} pads and the video {v.pixel_values.shape[0]} rows")
+                    f"video {k}: grid {v.grid_thw} needs runs of {want} pad tokens and {t * h * w} patch rows, "
+                    f"the prompt has a run of {n} pads and the video {v.pixel_values.shape[0]} rows")
 
     @torch.no_grad()
     def generate(self, requests: list[Request]) -> list[Generation]:
@@ -299,10 +302,11 @@ class HFBackend:
             visual = self.model.model.visual
             pixels = torch.cat([v.pixel_values for v in fresh]).to(device, visual.dtype)
             with self.phases.phase("vision_tower"):
-                embeds, ran = encode_distinct(visual, pixels, torch.tensor([v.grid_thw for v in fresh], device=device))
+                embeds, deep, ran = encode_distinct(visual, pixels,
+                                                    torch.tensor([v.grid_thw for v in fresh], device=device))
             self.counters["videos_encoded"] += ran
             self.counters["videos_reused"] += len(fresh) - ran
-            mm = {"video": BaseModelOutputWithPooling(pooler_output=(embeds,))}
+            mm = {"video": encoder_output(embeds, deep)}
         out = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                          position_ids=position_ids.to(device), mm_encoder_outputs=mm, past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
