@@ -1,5 +1,5 @@
-"""Token log-probs (and entropies) of a Qwen2.5-VL policy from its last hidden states, via kernels.linear_logprob,
-and the GRPO loss with the LM head inside the loss kernel (kernels.linear_grpo).
+"""Token log-probs (and entropies) of a Qwen2.5-VL or Qwen3-VL policy from its last hidden states, via
+kernels.linear_logprob, and the GRPO loss with the LM head inside the loss kernel (kernels.linear_grpo).
 
 The LM head is applied only inside the fused kernel, so the [B, L, V] logits are never built. The vision
 tower runs exactly once per call, on the batch's distinct images and videos together (a group's repeated
@@ -47,7 +47,7 @@ def _vision(core, batch: dict, run_visual: bool) -> tuple[dict, torch.Tensor | N
 
 
 def last_hidden(model, batch: dict, run_visual: bool = False) -> torch.Tensor:
-    """Last hidden states [B, L, H] of a Qwen2.5-VL ...ForConditionalGeneration `model`."""
+    """Last hidden states [B, L, H] of a Qwen2.5-VL or Qwen3-VL ...ForConditionalGeneration `model`."""
     if "position_ids" not in batch:
         # transformers would compute its own M-RoPE ids, by a rule the rollout does not use.
         raise ValueError("last_hidden: the batch has no position_ids (engine.native.mrope_position_ids)")

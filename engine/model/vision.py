@@ -44,8 +44,9 @@ def encode_distinct(visual, pixels: torch.Tensor, grids: torch.Tensor
     index = torch.cat([torch.arange(offset[r], offset[r] + rows[i], device=pixels.device)
                        for i, r in enumerate(first)])
     deep = _deepstack(out)
-    return (out.pooler_output.index_select(0, index), None if deep is None else [d.index_select(0, index) for d in deep],
-            len(unique))
+    if deep is not None:
+        deep = [d.index_select(0, index) for d in deep]
+    return out.pooler_output.index_select(0, index), deep, len(unique)
 
 
 def _deepstack(out) -> list[torch.Tensor] | None:

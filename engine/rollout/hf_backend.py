@@ -73,7 +73,7 @@ def _left_padded(parts: list[torch.Tensor | None], length: int) -> torch.Tensor:
 
 
 class HFBackend:
-    """Batched sampling with a KV cache on any transformers Qwen2.5-VL model (CPU or GPU)."""
+    """Batched sampling with a KV cache on a transformers Qwen2.5-VL or Qwen3-VL model (CPU or GPU)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 64, prefix_cache_bytes: int = 2**30):
         self.model = model
