@@ -1,5 +1,5 @@
 """Where the rows come from: the user's files in one of three layouts, or the synthetic dataset, every row
-checked before any model loads.
+checked before anything trains or is evaluated.
 
 Layouts (data.format; "auto" decides per file by its first row's keys, qa_jsonl when data.fields are renamed):
   vthink    the rows `vthink make-data` writes (engine/data/schema.py QARow), videos.jsonl beside them if any;
@@ -400,7 +400,7 @@ def report(data: Data) -> str:
 
 class DataCheckError(DatasetError):
     """The rows cannot be used as configured: bad rows under data.on_bad_row=error, or no usable row at all.
-    `vthink` exits with status 2, before any model loads."""
+    `vthink` exits with status 2, before anything trains (train's actors, started meanwhile, are torn down)."""
 
 
 def prepare(cfg, purpose: str, out_dir: str | os.PathLike | None = None, log=print) -> Data:
