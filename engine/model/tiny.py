@@ -3,8 +3,7 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import (GenerationConfig, PreTrainedTokenizerFast, Qwen2_5_VLConfig,
-                          Qwen2_5_VLForConditionalGeneration)
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2_5_VLConfig
 
 from engine.model.loading import STAMP, TINY_FORMAT_VERSION
 from engine.model.tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer
@@ -85,18 +84,6 @@ def tiny_qwen3_vl_config(tokenizer: PreTrainedTokenizerFast):
                          vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False)
 
 
-def build_tiny_qwen3_vl(seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A freshly initialised tiny Qwen3-VL model (eval mode) and the same tokenizer; same seed, same bits."""
-    from transformers import Qwen3VLForConditionalGeneration
-
-    tokenizer = build_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(tiny_qwen3_vl_config(tokenizer))
-    model.generation_config = _generation_config(tokenizer)
-    return model.to(dtype).eval(), tokenizer
-
-
 def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
     ids = tokenizer.convert_tokens_to_ids
     pad_id, eos_id = ids(PAD_TOKEN), ids(EOS_TOKEN)
@@ -104,16 +91,24 @@ def _generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
     return GenerationConfig(bos_token_id=pad_id, eos_token_id=[eos_id, pad_id], pad_token_id=pad_id)
 
 
-def build_tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32
-                     ) -> tuple[Qwen2_5_VLForConditionalGeneration, PreTrainedTokenizerFast]:
-    """A freshly initialised tiny model (eval mode) and its tokenizer; same seed, same bits."""
+def build_tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, arch: str = "qwen2_5_vl"
+                     ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A freshly initialised tiny model (eval mode) and its tokenizer; same seed, same bits.
+    `arch`: "qwen2_5_vl" (the embedded default) or "qwen3_vl" (tiny_qwen3_vl_config)."""
+    import transformers
+
     tokenizer = build_tokenizer()
-    config = tiny_config(tokenizer)
+    make = {"qwen2_5_vl": (tiny_config, "Qwen2_5_VLForConditionalGeneration"),
+            "qwen3_vl": (tiny_qwen3_vl_config, "Qwen3VLForConditionalGeneration")}
+    if arch not in make:
+        raise ValueError(f"build_tiny_model: unknown arch {arch!r}; choose one of {', '.join(make)}")
+    config_of, class_name = make[arch]
+    model_class = getattr(transformers, class_name)  # transformers imports an architecture on first use
     # Init in fp32 under a private RNG state: the caller's global RNG is left untouched, and a
     # bf16 model is exactly the rounding of the fp32 one.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        model = model_class(config_of(tokenizer))
     model.generation_config = _generation_config(tokenizer)
     return model.to(dtype).eval(), tokenizer
 

@@ -27,7 +27,7 @@ def encode_distinct(visual, pixels: torch.Tensor, grids: torch.Tensor
     first: list[int] = []  # index of each item's representative
     unique: list[int] = []
     for i, (x, key) in enumerate(zip(items, keys)):
-        rep = next((j for j in unique if keys[j] == key and (items[j] is x or torch.equal(items[j], x))), None)
+        rep = next((j for j in unique if keys[j] == key and torch.equal(items[j], x)), None)
         if rep is None:
             unique.append(i)
             rep = i

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Callable
 
 import ray
@@ -21,7 +21,6 @@ ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while 
 from engine.config import Config
 from engine.orchestration.actors import LearnerWorker, RolloutWorker
 from engine.orchestration.ray_start import stop_ray, wait_for_ray
-from engine.rollout.agent import LoopStats
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
 
@@ -29,18 +28,6 @@ def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
     bounds = [n * k // parts for k in range(parts + 1)]
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-def merge_stats(stats: list[RolloutStats]) -> RolloutStats:
-    """Counters and times summed over workers (times are work done, not wall time)."""
-    loop = LoopStats(**{f.name: sum(getattr(st.loop, f.name) for st in stats) for f in fields(LoopStats)})
-    phases: dict[str, float] = {}
-    for st in stats:
-        for k, v in st.phases.items():
-            phases[k] = phases.get(k, 0.0) + v
-    return RolloutStats(failed_prompts=sum(st.failed_prompts for st in stats),
-                        errors=[e for st in stats for e in st.errors],
-                        decode_s=sum(st.decode_s for st in stats), loop=loop, phases=phases)
 
 
 class Cluster:
@@ -182,7 +169,7 @@ class Cluster:
         for batch, _ in batches:
             samples += [replace(x, group=x.group + groups) for x in batch.samples]
             groups += len(batch.samples) // group_size
-        return RolloutBatch(samples, group_size, batches[0][0].mrope), merge_stats([st for _, st in batches])
+        return RolloutBatch(samples, group_size, batches[0][0].mrope), RolloutStats.merged([st for _, st in batches])
 
     # ------------------------------------------------------------------ learners
 

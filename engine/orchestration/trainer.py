@@ -29,6 +29,7 @@ from engine.orchestration.session import PromptStream
 from engine.orchestration.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
+from engine.rollout.grouped import RolloutStats
 from engine.rollout.backend import SamplingParams
 from engine.rollout.seeds import derive_seed
 from engine.telemetry.metrics import MetricsLog, read_metrics
@@ -109,12 +110,12 @@ class Trainer:
             samples, _ = draw(len(rows))
         n = max(1, len(samples))
         tokens = sum(x.generated_tokens for x in samples)
+        total = RolloutStats.merged(stats)
         m.update(
             time_rollout_s=time.perf_counter() - t0, tokens_per_s=tokens / max(time.perf_counter() - t0, 1e-9),
             response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
-            time_generate_s=sum(st.loop.generate_s for st in stats), time_tool_s=sum(st.loop.tool_s for st in stats),
-            time_decode_s=sum(st.decode_s for st in stats),
-            **{k: sum(st.phases.get(k, 0.0) for st in stats) for k in {k for st in stats for k in st.phases}},
+            time_generate_s=total.loop.generate_s, time_tool_s=total.loop.tool_s, time_decode_s=total.decode_s,
+            **total.phases,
             tool_calls=sum(len(x.tool_trace) for x in samples) / n,
             tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
             turns=sum(x.turns for x in samples) / n,

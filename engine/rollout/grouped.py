@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from engine.errors import VideoDecodeError, VideoRequestError
 from engine.model import expand_vision_pads
@@ -34,6 +34,18 @@ class RolloutStats:
     decode_s: float = 0.0  # decoding + preprocessing the prompts' videos
     loop: LoopStats = field(default_factory=LoopStats)
     phases: dict[str, float] = field(default_factory=dict)  # the backend's own (vision_tower, prefill, sampling)
+
+    @staticmethod
+    def merged(stats: list[RolloutStats]) -> RolloutStats:
+        """Counters and times summed over several rollouts (workers, or sampling rounds): work done, not wall time."""
+        loop = LoopStats(**{f.name: sum(getattr(st.loop, f.name) for st in stats) for f in fields(LoopStats)})
+        phases: dict[str, float] = {}
+        for st in stats:
+            for k, v in st.phases.items():
+                phases[k] = phases.get(k, 0.0) + v
+        return RolloutStats(failed_prompts=sum(st.failed_prompts for st in stats),
+                            errors=[e for st in stats for e in st.errors],
+                            decode_s=sum(st.decode_s for st in stats), loop=loop, phases=phases)
 
 
 PROMPT_CACHE_SIZE = 256  # prompts (ids + preprocessed video) kept per rollout engine

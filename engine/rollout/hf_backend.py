@@ -82,7 +82,6 @@ class HFBackend:
         c = model.config
         self.pad_id = tokenizer.pad_token_id
         self.video_token_id = c.video_token_id
-        self.image_token_id = c.image_token_id
         self.merge = c.vision_config.spatial_merge_size
         self.mrope = mrope_config(c)
         self.placeholder_ids = placeholder_ids(c, self.pad_id)
@@ -125,7 +124,7 @@ class HFBackend:
         check_params(req.params)
         runs = _video_runs(req.prompt_ids, self.video_token_id)
         # Qwen3-VL writes a timestamp before each temporal patch: a video is then t runs of h*w pads, not one.
-        per_patch = self.mrope.get("rule") == "qwen3_vl"
+        per_patch = self.mrope["rule"] == "qwen3_vl"
         want_runs = [(k, v) for k, v in enumerate(req.videos) for _ in range(v.grid_thw[0] if per_patch else 1)]
         if len(runs) != len(want_runs):
             raise VideoRequestError(f"prompt has {len(runs)} <|video_pad|> runs but its {len(req.videos)} videos "
@@ -274,11 +273,10 @@ class HFBackend:
         for i, r in enumerate(requests):
             full[i, full_len - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
             full_mask[i, full_len - len(r.prompt_ids):] = 1
-        types = (full == self.video_token_id).long() * 2 + (full == self.image_token_id).long()
         videos = [v for r in requests for v in r.videos]
         grids = torch.tensor([v.grid_thw for v in videos], dtype=torch.long) if videos else None
         spg = torch.tensor([v.second_per_grid_t for v in videos], dtype=torch.float32) if videos else None
-        pos_full, _ = mrope_position_ids(full, types, None, grids, spg, full_mask, **self.mrope)
+        pos_full, _ = mrope_position_ids(full, None, None, grids, spg, full_mask, **self.mrope)  # types from ids
         input_ids = torch.full((n, S), self.pad_id, dtype=torch.long)
         position_ids = torch.ones((3, n, S), dtype=torch.long)
         attention_mask = torch.zeros((n, P + S), dtype=torch.long)
@@ -323,6 +321,7 @@ class HFBackend:
             return
         valid = attention_mask[slot].bool()
         fed = int(valid.sum())
-        keys = [layer.keys[slot][:, valid].clone() for layer in cache.layers]
-        values = [layer.values[slot][:, valid].clone() for layer in cache.layers]
+        # Boolean indexing copies: the entry owns its KV, whatever the cache does next.
+        keys = [layer.keys[slot][:, valid] for layer in cache.layers]
+        values = [layer.values[slot][:, valid] for layer in cache.layers]
         self.prefixes.put(Prefix((req.prompt_ids + row.ids)[:fed], list(req.videos), keys, values))

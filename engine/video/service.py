@@ -15,7 +15,7 @@ from engine.video.cache import FrameCache
 from engine.video.dali_backend import DALI_CPU_CODECS, DALI_GPU_CODECS, DaliDecoder, dali_unavailable_reason
 from engine.video.plan import plan_runs
 from engine.video.policy import FramePolicy, second_per_grid_t, select_frames, target_size
-from engine.video.preprocess import preprocess
+from engine.video.preprocess import PATCH_SIZE, preprocess
 from engine.video.probe import FileId, file_id, probe
 from engine.video.pyav_backend import decode_pyav
 from engine.video.types import Clip, VideoMeta
@@ -60,12 +60,9 @@ class VideoService:
         self._frames_decoded = 0
         self._frames_delivered = 0
         self._decode_calls = 0
-        # Model-ready clips (frames, pixel values, grid, size) by (file, frames, crop, policy): a quarter of
-        # the frame budget, so a group's repeated tool windows are resized once.
-        self._ready: OrderedDict[tuple, tuple] = OrderedDict()
-        self._ready_capacity = self.cache.capacity_bytes // 4
-        self._ready_bytes = 0
-        self._ready_hits = 0
+        # Model-ready pixel values by (file, frames, crop, size), in a quarter of the frame budget: a group's
+        # repeated tool windows are resized once, and a window being resized by one thread is waited for.
+        self.inputs = FrameCache(self.cache.capacity_bytes // 4)
 
     # ---- public API -------------------------------------------------------------------------
     def probe(self, path: str) -> VideoMeta:
@@ -137,7 +134,9 @@ class VideoService:
         s = asdict(self.cache.stats())
         with self._lock:
             s.update(frames_decoded=self._frames_decoded, frames_delivered=self._frames_delivered,
-                     decode_calls=self._decode_calls, clips_reused=self._ready_hits)
+                     decode_calls=self._decode_calls)
+        inputs = self.inputs.stats()
+        s["clips_reused"] = inputs.hits + inputs.shared
         return s
 
     # ---- internals --------------------------------------------------------------------------
@@ -211,47 +210,40 @@ class VideoService:
 
     def _clip(self, path: str, fid: FileId, meta: VideoMeta, indices: list[int], policy: FramePolicy,
               start_s: float, end_s: float, notes: tuple[str, ...], pixel_box=None, bbox=None) -> Clip:
-        # A group's samples ask for the same windows: the resized model input is built once and shared.
-        key = (fid, tuple(indices), pixel_box, policy)
-        with self._lock:
-            ready = self._ready.get(key)
-            if ready is not None:
-                self._ready.move_to_end(key)
-                self._ready_hits += 1
-        hits = misses = 0
-        if ready is None:
-            frames, hits, misses = self._frames(path, fid, meta, indices)
-            if pixel_box is not None:
-                x0, y0, x1, y1 = pixel_box
-                frames = frames[:, y0:y1, x0:x1, :].contiguous()
-            height, width = frames.shape[1], frames.shape[2]
-            try:
-                rh, rw = target_size(height, width, len(indices), policy)
-            except VideoRequestError as e:
-                raise VideoRequestError(f"{path}: {e}") from None
-            _, pixel_values, grid = preprocess(frames, rh, rw)
-            ready = (frames, pixel_values, grid, (rh, rw))
-            self._keep_ready(key, ready)
-        frames, pixel_values, grid, resized = ready
+        frames, hits, misses = self._frames(path, fid, meta, indices)
+        if pixel_box is not None:
+            x0, y0, x1, y1 = pixel_box
+            frames = frames[:, y0:y1, x0:x1, :].contiguous()
+        height, width = frames.shape[1], frames.shape[2]
+        try:
+            rh, rw = target_size(height, width, len(indices), policy)
+        except VideoRequestError as e:
+            raise VideoRequestError(f"{path}: {e}") from None
+        pixel_values = self._pixel_values((fid, tuple(indices), pixel_box, rh, rw), frames, rh, rw)
+        gh, gw = rh // PATCH_SIZE, rw // PATCH_SIZE
         times = [meta.frame_times_s[i] for i in indices]
         return Clip(path=path, frames=frames, frame_indices=torch.tensor(indices, dtype=torch.int64),
                     timestamps_s=torch.tensor(times, dtype=torch.float64), pixel_values=pixel_values,
-                    grid_thw=grid, second_per_grid_t=second_per_grid_t(times, meta.fps), resized_hw=resized,
+                    grid_thw=(pixel_values.shape[0] // (gh * gw), gh, gw),
+                    second_per_grid_t=second_per_grid_t(times, meta.fps), resized_hw=(rh, rw),
                     start_s=start_s, end_s=end_s, backend=self.backend_for(meta), bbox=bbox, notes=notes,
                     cache_hits=hits, cache_misses=misses)
 
-    def _keep_ready(self, key, ready) -> None:
-        size = ready[0].numel() * ready[0].element_size() + ready[1].numel() * ready[1].element_size()
-        if size > self._ready_capacity:
-            return
-        with self._lock:
-            if key in self._ready:
-                return
-            self._ready[key] = ready
-            self._ready_bytes += size
-            while self._ready_bytes > self._ready_capacity:
-                _, (f, p, _, _) = self._ready.popitem(last=False)
-                self._ready_bytes -= f.numel() * f.element_size() + p.numel() * p.element_size()
+    def _pixel_values(self, key, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The model input of `frames` resized to height x width: built once per key while cached."""
+        found, claimed, waiting = self.inputs.acquire([key])
+        if found:
+            return found[key]
+        if waiting:
+            shared, _ = self.inputs.collect(waiting, self.wait_timeout_s)
+            if shared:
+                return shared[key]
+        try:
+            _, pixel_values, _ = preprocess(frames, height, width)
+            self.inputs.put(key, pixel_values)
+        finally:
+            self.inputs.release(claimed)
+        return pixel_values
 
 
 def _parse_device(device) -> torch.device:

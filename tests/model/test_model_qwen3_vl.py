@@ -5,7 +5,7 @@ each temporal patch as its own vision block."""
 import torch
 
 from engine.learner.policy import token_logprobs
-from engine.model.tiny import build_tiny_qwen3_vl
+from engine.model.tiny import build_tiny_model
 from engine.native import mrope_config
 from engine.rollout.backend import Request, SamplingParams
 from engine.rollout.batch import RolloutBatch, Sample, VideoInput
@@ -23,7 +23,7 @@ def _prompt(tok, video: VideoInput) -> list[int]:
 
 
 def test_qwen3_vl_learner_and_hf_backend_agree_with_the_model():
-    model, tok = build_tiny_qwen3_vl(seed=0)
+    model, tok = build_tiny_model(seed=0, arch="qwen3_vl")
     assert mrope_config(model.config)["rule"] == "qwen3_vl"
     g = torch.Generator().manual_seed(3)
     grid = (2, 4, 4)  # two temporal patches of 4x4 patches (16 px): 4 merged tokens each

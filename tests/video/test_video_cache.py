@@ -171,6 +171,7 @@ def test_a_groups_repeated_window_is_resized_once(rec):
     assert all(c.pixel_values is clips[0].pixel_values for c in clips)  # one model input, shared
     assert torch.equal(clips[0].pixel_values, ref.pixel_values) and tuple(clips[0].grid_thw) == tuple(ref.grid_thw)
     assert svc.stats()["clips_reused"] == G - 1 and uncached.stats()["clips_reused"] == 0
-    # A different crop or policy of the same frames is its own input.
-    other = svc.window(rec.path, 1.0, 3.0, FramePolicy(fps=2.0, max_frames=16, max_pixels=policy.max_pixels // 4))
+    # The same frames at another size (here a policy capping them below their 160x120) are another input.
+    other = svc.window(rec.path, 1.0, 3.0, FramePolicy(fps=2.0, max_frames=16, max_pixels=policy.min_pixels))
+    assert other.resized_hw != clips[0].resized_hw
     assert other.pixel_values is not clips[0].pixel_values and svc.stats()["clips_reused"] == G - 1
