@@ -123,7 +123,6 @@ def main() -> None:
         rows = load_rows(Path(tmp) / "train.jsonl")[: args.prompts]
         service = VideoService(device="cpu", backend="pyav", cache_bytes=2**28 if args.tool_latency_ms else 0)
         policy = FramePolicy(fps=1.0, min_frames=4, max_frames=8, max_pixels=112 * 112)
-        merge = model.config.vision_config.spatial_merge_size
         results = {}
         for name, workers in (("overlapped", args.workers), ("serialised", 0)):
             loop = LoopConfig(tools=True, max_turns=args.calls, max_tokens_per_turn=64, max_total_tokens=512,
@@ -133,7 +132,7 @@ def main() -> None:
             if args.tool_latency_ms:  # the same tools, frame_zoom behind its "service"
                 registry = ToolRegistry([RemoteFrameZoom(args.tool_latency_ms / 1000),
                                          *(registry.get(n) for n in registry.names() if n != "frame_zoom")])
-            ro = GroupedRollout(backend, tok, service, policy, merge, loop, registry, "agent",
+            ro = GroupedRollout(backend, tok, service, policy, loop, registry, "agent",
                                 mrope=mrope_config(model.config))
             run_once(ro, rows, args.group, seed=99)  # warm-up
             runs = [run_once(ro, rows, args.group, seed=1000 + k) for k in range(args.repeats)]

@@ -29,6 +29,8 @@ class ModelConfig:
     path: str | None = None  # a local Hugging Face directory; None = the embedded tiny model
     dtype: Dtype = "float32"
     seed: int = 0  # init seed of the embedded tiny model
+    # The embedded tiny model's architecture; a checkpoint in `path` is whatever its config.json says.
+    arch: Literal["qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
 
 
 @dataclass

@@ -90,7 +90,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def _source_dir(learner: FSDPLearner) -> Path:
-    return model_dir(learner.cfg.model.path, learner.cfg.model.seed)
+    return model_dir(learner.cfg.model.path, learner.cfg.model.seed, learner.cfg.model.arch)
 
 
 def _fsync_dir(path: Path) -> None:

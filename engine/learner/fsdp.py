@@ -89,7 +89,8 @@ class FSDPLearner:
             self.device = torch.device("cpu")
         self.mesh = init_device_mesh(self.device.type, (world_size,))
         # fp32 master weights; a lower cfg.model.dtype becomes FSDP's compute (param) dtype.
-        hf, self.tokenizer = load_policy(config.model.path, dtype=torch.float32, seed=config.model.seed)
+        hf, self.tokenizer = load_policy(config.model.path, dtype=torch.float32, seed=config.model.seed,
+                                           arch=config.model.arch)
         self.hf_config = hf.config
         compute = getattr(torch, config.model.dtype)  # model.dtype names a torch dtype
         mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,

@@ -96,7 +96,7 @@ def trajectory_batch(rows, trajectories: list[list[dict]], rollout, tokenizer, e
         episodes.append(Episode(p, 0, p, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx))
         wanted.append(len(texts))
     loop = AgentLoop(TeacherBackend(tokenizer, end_id, script), tokenizer, rollout.loop_cfg,
-                     merge_size=rollout.merge_size, registry=rollout.registry)
+                     spec=rollout.spec, registry=rollout.registry)
     samples, _ = loop.run(episodes, SamplingParams(max_new_tokens=10**6), seeds)
     # A replay that did not end as scripted (a tool failed, a budget ran out) is not a demonstration.
     kept = [s for s, n in zip(samples, wanted) if s.finish_reason == "stop" and s.turns == n and not s.counters]

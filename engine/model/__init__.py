@@ -1,4 +1,4 @@
-"""Model side of vthink: tiny Qwen2.5-VL factory, local tokenizer, chat template, loading.
+"""Model side of vthink: tiny Qwen2.5-VL / Qwen3-VL factory, local tokenizer, chat template, loading.
 
 Names are imported on first use (PEP 562): `from engine.model import model_dir` in the driver then costs no
 transformers import.
@@ -11,6 +11,7 @@ _HOME = {
     "tiny_config": "tiny", "build_tiny_model": "tiny", "save_tiny": "tiny",
     "load_policy": "loading", "ensure_tiny": "loading", "model_dir": "loading",
     "expand_vision_pads": "video_tokens", "mm_token_type_ids": "video_tokens", "num_vision_tokens": "video_tokens",
+    "video_prompt_ids": "video_tokens",
 }
 __all__ = sorted(_HOME)
 

@@ -22,31 +22,42 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "vthink"
 
 
-def _is_current(path: Path, seed: int) -> bool:
+TINY_ARCHS = ("qwen2_5_vl", "qwen3_vl")  # model.arch: the embedded tiny model's architecture
+
+
+def tiny_stamp(seed: int, arch: str = "qwen2_5_vl") -> dict:
+    """What a built tiny model's stamp file holds."""
+    stamp = {"format_version": TINY_FORMAT_VERSION, "seed": seed}
+    return stamp if arch == "qwen2_5_vl" else {**stamp, "arch": arch}
+
+
+def _is_current(path: Path, seed: int, arch: str) -> bool:
     try:
         stamp = json.loads((path / STAMP).read_text())
     except (OSError, ValueError):
         return False
-    return stamp == {"format_version": TINY_FORMAT_VERSION, "seed": seed}
+    return stamp == tiny_stamp(seed, arch)
 
 
-def ensure_tiny(seed: int = 0) -> Path:
-    """Path of the tiny model for `seed`, building it once; safe when processes race.
+def ensure_tiny(seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
+    """Path of the tiny model of `arch` for `seed`, building it once; safe when processes race.
 
     The model is written to a temporary sibling directory and renamed into place, so readers
     never see a half-written model; the stamp file is written last and checked on reuse.
     """
-    final = cache_root() / f"tiny-{seed}"
-    if _is_current(final, seed):
+    if arch not in TINY_ARCHS:
+        raise ConfigError("model.arch", f"unknown architecture {arch!r}; choose one of {', '.join(TINY_ARCHS)}")
+    final = cache_root() / (f"tiny-{seed}" if arch == "qwen2_5_vl" else f"tiny-{arch}-{seed}")
+    if _is_current(final, seed, arch):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{seed}-", dir=final.parent))
     try:
         from engine.model.tiny import save_tiny
 
-        save_tiny(tmp, seed=seed)
+        save_tiny(tmp, seed=seed, arch=arch)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be readable
-        if final.exists() and not _is_current(final, seed):
+        if final.exists() and not _is_current(final, seed, arch):
             # A stale build (older format): move it aside first, rename cannot replace a dir.
             stale = Path(tempfile.mkdtemp(prefix=f".stale-{seed}-", dir=final.parent))
             try:
@@ -57,16 +68,17 @@ def ensure_tiny(seed: int = 0) -> Path:
         try:
             os.rename(tmp, final)
         except OSError:
-            if not _is_current(final, seed):  # lost a race to a writer that left nothing usable
+            if not _is_current(final, seed, arch):  # lost a race to a writer that left nothing usable
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
-def model_dir(path: str | None, seed: int = 0) -> Path:
-    """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model (built once)."""
-    return ensure_tiny(seed) if path in TINY_NAMES else _resolve(path)
+def model_dir(path: str | None, seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
+    """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model of `arch` (built
+    once). A real checkpoint's architecture is its config's; `arch` does not apply to it."""
+    return ensure_tiny(seed, arch) if path in TINY_NAMES else _resolve(path)
 
 
 def _resolve(path: str) -> Path:
@@ -80,14 +92,14 @@ def _resolve(path: str) -> Path:
     return local
 
 
-def load_policy(path: str | None, dtype=None, seed: int = 0):
+def load_policy(path: str | None, dtype=None, seed: int = 0, arch: str = "qwen2_5_vl"):
     """(model in eval mode, tokenizer) from `path` (dtype: default float32); None or "tiny" means the embedded
-    tiny model."""
+    tiny model of `arch`."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     dtype = torch.float32 if dtype is None else dtype
-    local = model_dir(path, seed)
+    local = model_dir(path, seed, arch)
     # local_files_only: never reach for a hub, even if a name slips through.
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(local, dtype=dtype, local_files_only=True)

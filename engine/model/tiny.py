@@ -1,16 +1,13 @@
-"""Factory for the embedded tiny Qwen2.5-VL model: config, seeded init, save in HF layout."""
+"""Factory for the embedded tiny Qwen2.5-VL / Qwen3-VL models: config, seeded init, save in HF layout."""
 import json
 from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2_5_VLConfig
 
-from engine.model.loading import STAMP, TINY_FORMAT_VERSION
+from engine.model.loading import STAMP, tiny_stamp
 from engine.model.tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer
-
-# CLIP statistics, as in Qwen2.5-VL's preprocessor_config.json.
-IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
-IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+from engine.video.spec import vision_spec
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
@@ -113,38 +110,30 @@ def build_tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, arch: st
     return model.to(dtype).eval(), tokenizer
 
 
-def _preprocessor_config(config: Qwen2_5_VLConfig) -> dict:
-    # Lets AutoProcessor (and so vLLM) build the Qwen2.5-VL processor from the saved directory.
-    vision = config.vision_config
-    return {
-        "min_pixels": 56 * 56,
-        "max_pixels": 28 * 28 * 1280,
-        "patch_size": vision.patch_size,
-        "temporal_patch_size": vision.temporal_patch_size,
-        "merge_size": vision.spatial_merge_size,
-        "image_mean": IMAGE_MEAN,
-        "image_std": IMAGE_STD,
-        "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-    }
-
-
-def save_processor_configs(path: Path, config: Qwen2_5_VLConfig) -> None:
-    """The image and video processor configs of a Qwen2.5-VL model folder (AutoProcessor / vLLM read them)."""
-    pre = _preprocessor_config(config)
-    (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
-    video = {**pre, "video_processor_type": "Qwen2VLVideoProcessor"}
-    del video["image_processor_type"]
+def save_processor_configs(path: Path, config) -> None:
+    """The image and video processor configs of a Qwen2.5-VL or Qwen3-VL model folder, as the published
+    checkpoints ship them (AutoProcessor / vLLM read them): the architecture's patch grid and statistics."""
+    spec = vision_spec(config)
+    qwen3 = spec.arch == "qwen3_vl"
+    factor = spec.factor
+    pre = {"min_pixels": 4 * factor * factor, "max_pixels": factor * factor * 1280,
+           "patch_size": spec.patch_size, "temporal_patch_size": spec.temporal_patch_size,
+           "merge_size": spec.merge_size, "image_mean": list(spec.image_mean), "image_std": list(spec.image_std),
+           "processor_class": "Qwen3VLProcessor" if qwen3 else "Qwen2_5_VLProcessor"}
+    if qwen3:  # Qwen3-VL states its pixel bounds as a size dict
+        pre["size"] = {"shortest_edge": pre.pop("min_pixels"), "longest_edge": pre.pop("max_pixels")}
+    image = {**pre, "image_processor_type": "Qwen2VLImageProcessor"}
+    video = {**pre, "video_processor_type": "Qwen3VLVideoProcessor" if qwen3 else "Qwen2VLVideoProcessor"}
+    (path / "preprocessor_config.json").write_text(json.dumps(image, indent=2) + "\n")
     (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
 
 
-def save_tiny(path: str | Path, seed: int = 0) -> Path:
-    """Write the tiny model, tokenizer (with chat template) and processor configs to `path`."""
+def save_tiny(path: str | Path, seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
+    """Write the tiny model of `arch`, tokenizer (with chat template) and processor configs to `path`."""
     path = Path(path)
-    model, tokenizer = build_tiny_model(seed=seed)
+    model, tokenizer = build_tiny_model(seed=seed, arch=arch)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     save_processor_configs(path, model.config)
-    stamp = {"format_version": TINY_FORMAT_VERSION, "seed": seed}
-    (path / STAMP).write_text(json.dumps(stamp) + "\n")
+    (path / STAMP).write_text(json.dumps(tiny_stamp(seed, arch)) + "\n")
     return path

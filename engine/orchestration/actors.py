@@ -13,6 +13,7 @@ import torch
 from engine.config import Config
 from engine.rollout.backend import weights_digest
 from engine.telemetry.phases import profiled
+from engine.video.spec import VisionSpec, vision_spec
 
 
 def _limit_threads(n: int) -> None:
@@ -132,12 +133,13 @@ class RolloutWorker:
     def weights_digest(self) -> str:
         return self.rollout.backend.weights_digest()
 
-    def policy_ids(self) -> tuple[int, int, dict]:
-        """(pad id, video token id, M-RoPE settings) of the policy: what assembling learner batches needs."""
+    def policy_ids(self) -> tuple[int, int, dict, VisionSpec]:
+        """(pad id, video token id, M-RoPE settings, vision spec) of the policy: what assembling learner batches
+        and showing their frames needs."""
         from engine.native import mrope_config
 
         _, tokenizer, config = self.parts
-        return tokenizer.pad_token_id, config.video_token_id, mrope_config(config)
+        return tokenizer.pad_token_id, config.video_token_id, mrope_config(config), vision_spec(config)
 
     def weight_version(self) -> int:
         return self.rollout.backend.weight_version

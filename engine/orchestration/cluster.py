@@ -194,8 +194,8 @@ class Cluster:
     def load_checkpoint(self, path: str) -> dict:
         return ray.get([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
 
-    def policy_ids(self) -> tuple[int, int, dict]:
-        """(pad id, video token id, M-RoPE settings) of the policy, from rollout worker 0."""
+    def policy_ids(self) -> tuple:
+        """(pad id, video token id, M-RoPE settings, VisionSpec) of the policy, from rollout worker 0."""
         return ray.get(self.workers[0].policy_ids.remote())
 
     def weights_digests(self) -> tuple[str, list[str]]:

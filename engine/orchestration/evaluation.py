@@ -52,7 +52,7 @@ def _blank(clip):
 def blanked(rollout: GroupedRollout) -> GroupedRollout:
     """A rollout engine over the same backend whose every frame is blank (its own prompt cache)."""
     return GroupedRollout(rollout.backend, rollout.tokenizer, BlankVideoService(rollout.video), rollout.frame_policy,
-                          rollout.merge_size, rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope,
+                          rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope,
                           relook_frames=rollout.loop.relook_frames, layout=rollout.layout)
 
 

@@ -127,7 +127,7 @@ def resolve(cfg, log=print):
         return cfg
     from engine.model import model_dir
 
-    p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed)))
+    p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)))
     if cfg.ray.colocate and p.rollout_workers != p.learners:
         from engine.errors import ConfigError
 

@@ -15,6 +15,7 @@ from engine.rollout.agent import LoopConfig
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.seeds import derive_seed
 from engine.video import FramePolicy, VideoService
+from engine.video.spec import vision_spec
 
 
 @dataclass
@@ -36,7 +37,7 @@ def build_session(cfg: Config, log: Callable[[str], None] = print, data: Data | 
     from engine.rollout.hf_backend import HFBackend  # transformers: imported where a model is built
 
     data = data if data is not None else prepare(cfg, purpose, cfg.trainer.output_dir, log)
-    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
+    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed, arch=cfg.model.arch)
     records = data.records
     return Session(
         train_rows=data.train,
@@ -58,7 +59,7 @@ def build_backend(cfg: Config):
         from engine.model.loading import check_vocab
         from engine.rollout.vllm_backend import VLLMBackend
 
-        path = str(model_dir(cfg.model.path, cfg.model.seed))
+        path = str(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch))
         tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
         check_vocab(config, tokenizer)
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
@@ -66,13 +67,14 @@ def build_backend(cfg: Config):
         return backend, tokenizer, config
     from engine.rollout.hf_backend import HFBackend
 
-    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed)
+    model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed, arch=cfg.model.arch)
     return HFBackend(model.eval(), tokenizer), tokenizer, model.config
 
 
 def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) -> GroupedRollout:
     """The agent loop over `backend` as cfg.rollout asks (thinker / re-look / tool-using agent)."""
-    service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes)
+    service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes,
+                           spec=vision_spec(model_config))
     policy = FramePolicy(
         fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
     )
@@ -89,8 +91,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
 
         offered = default_registry(CaptionClipIndex(records))
         registry = ToolRegistry([offered.get(name) for name in r.tools])
-    merge = model_config.vision_config.spatial_merge_size
-    return GroupedRollout(backend, tokenizer, service, policy, merge, loop, registry, r.mode,
+    return GroupedRollout(backend, tokenizer, service, policy, loop, registry, r.mode,
                           mrope=mrope_config(model_config), relook_frames=r.relook_frames,
                           layout=cfg.reward.format_layout)
 

@@ -52,7 +52,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     from engine.orchestration.cluster import Cluster
 
     out = Path(out)
-    path = model_dir(cfg.model.path, cfg.model.seed)
+    path = model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)
     tokenizer, model_config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     rollout = build_rollout(cfg, None, tokenizer, model_config, data.records)  # prompts and tools; no generation
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -64,11 +64,11 @@ class Trainer:
         self.last_eval: dict | None = None  # the held-out eval after the last step run() trained
         every = cfg.trainer.trace_every
         if every == "auto":  # every step for tiny models (the embedded one, and its SFT), every 10 otherwise
-            every = 1 if parameter_count(model_dir(cfg.model.path, cfg.model.seed)) < TINY_PARAMS else 10
+            every = 1 if parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)) < TINY_PARAMS else 10
         self.trace_every = every
-        self.tracer = TraceWriter(cfg.trainer.output_dir) if self.trace_every else None
         # Asked of a rollout worker, which has the tokenizer and config loaded: the driver never imports transformers.
-        self.pad_id, self.video_id, self.mrope = cluster.policy_ids()
+        self.pad_id, self.video_id, self.mrope, spec = cluster.policy_ids()
+        self.tracer = TraceWriter(cfg.trainer.output_dir, spec) if self.trace_every else None
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
         self.step = 0
         self.out = Path(cfg.trainer.output_dir)

@@ -25,6 +25,7 @@ from engine.errors import ToolCallError
 from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample, ToolEvent, VideoInput
 from engine.rollout.seeds import SeedTable
+from engine.video.spec import VisionSpec
 
 TOOL_CLOSE = "</tool_call>"
 TOOL_OPEN = "<tool_call>"
@@ -109,14 +110,14 @@ class _Traj:
 class AgentLoop:
     """Runs episodes to completion on a backend; `registry` (engine.tools.ToolRegistry) runs the calls."""
 
-    def __init__(self, backend: Backend, tokenizer, cfg: LoopConfig, *, merge_size: int, registry=None,
+    def __init__(self, backend: Backend, tokenizer, cfg: LoopConfig, *, spec: VisionSpec, registry=None,
                  relook_frames: int | None = None):
         if cfg.tools and registry is None:
             raise ValueError("LoopConfig.tools needs a ToolRegistry")
         self.backend = backend
         self.tok = tokenizer
         self.cfg = cfg
-        self.merge = merge_size
+        self.spec = spec  # how observations' videos are written into the prompt
         self.registry = registry
         self.relook_frames = relook_frames
         self.end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -234,13 +235,13 @@ class AgentLoop:
         """observation_token_ids, minus its leading <|im_end|> when the model already ended its turn."""
         from engine.tools import observation_token_ids
 
-        ids, videos = observation_token_ids(obs, self.tok, self.merge)
+        ids, videos = observation_token_ids(obs, self.tok, self.spec)
         if ended and ids and ids[0] == self.end_id:
             ids = ids[1:]
         return ids, videos
 
     def _visual(self, videos: list[VideoInput]) -> int:
-        return sum(v.grid_thw[0] * v.grid_thw[1] * v.grid_thw[2] for v in videos) // (self.merge * self.merge)
+        return sum(v.grid_thw[0] * v.grid_thw[1] * v.grid_thw[2] for v in videos) // self.spec.merge_size**2
 
     def _error_response(self, t: _Traj, counter: str, message: str, raw: Any, ended: bool = False) -> Injection:
         from engine.tools import Observation
@@ -291,7 +292,7 @@ class AgentLoop:
             why = "the text before </time> is not a valid span" if obs is None else obs.error
             event = ToolEvent(len(t.turn_starts), "relook", None, text[-80:], False, "", why, 0, time.perf_counter() - t0)
             return Injection([], [], event, "bad_relook", new_turn=False)
-        ids, videos = inline_video_token_ids(obs, self.tok, self.merge)
+        ids, videos = inline_video_token_ids(obs, self.tok, self.spec)
         event = ToolEvent(len(t.turn_starts), "relook", "frame_zoom", text[-80:], True, obs.text, None,
                           self._visual(videos), time.perf_counter() - t0)
         return Injection(ids, videos, event, new_turn=False)

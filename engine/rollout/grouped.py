@@ -6,7 +6,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
 from engine.errors import VideoDecodeError, VideoRequestError
-from engine.model import expand_vision_pads
+from engine.model import video_prompt_ids
 from engine.rollout.agent import AgentLoop, Episode, LoopConfig, LoopStats
 from engine.rollout.backend import Backend, SamplingParams
 from engine.rollout.batch import RolloutBatch, VideoInput
@@ -54,14 +54,14 @@ PROMPT_CACHE_SIZE = 256  # prompts (ids + preprocessed video) kept per rollout e
 class GroupedRollout:
     """mode "thinker": one Video-Thinker turn (plus re-looks when loop.relook); mode "agent": tool calls."""
 
-    def __init__(self, backend: Backend, tokenizer, video_service, frame_policy, merge_size: int,
+    def __init__(self, backend: Backend, tokenizer, video_service, frame_policy,
                  loop: LoopConfig | None = None, registry=None, mode: str = "thinker", mrope: dict | None = None,
                  relook_frames: int | None = None, layout: str = "video_thinker"):
         self.backend = backend
         self.tokenizer = tokenizer
         self.video = video_service
         self.frame_policy = frame_policy
-        self.merge_size = merge_size
+        self.spec = video_service.spec  # the policy's patch grid and prompt layout, as the service prepares videos
         self.mode = mode
         self.loop_cfg = loop or LoopConfig()
         if mode == "agent" and not self.loop_cfg.tools:
@@ -69,7 +69,7 @@ class GroupedRollout:
         self.registry = registry
         self.mrope = mrope
         self.layout = layout  # reward.format_layout: which answer layout the system prompt asks for
-        self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, merge_size=merge_size, registry=registry,
+        self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, spec=self.spec, registry=registry,
                               relook_frames=relook_frames)
         self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
         self._prompts: OrderedDict[str, Prompt] = OrderedDict()  # LRU: a prompt repeats every epoch
@@ -92,8 +92,7 @@ class GroupedRollout:
         tools = self.registry.schemas() if self.mode == "agent" else None
         messages = build_messages(row, self.mode, self.loop_cfg.relook, self.layout)
         text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = expand_vision_pads(ids, [video.grid_thw], self.merge_size, self.video_pad_id)
+        ids = video_prompt_ids(text, [video], self.spec, self.tokenizer)
         ctx = None
         if self.loop_cfg.tools or self.loop_cfg.relook:
             from engine.tools import ToolContext

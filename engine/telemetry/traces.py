@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 from engine.video.preprocess import denormalize, unpatchify
+from engine.video.spec import QWEN2_5_VL, VisionSpec
 
 THUMB_PX = 128  # longest side of a saved frame
 
@@ -41,8 +42,9 @@ def choose(rewards: list[float], groups: list[int], budget: int) -> list[int]:
 
 
 class TraceWriter:
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, spec: VisionSpec = QWEN2_5_VL):
         self.dir = Path(run_dir) / "rollouts"
+        self.spec = spec  # the policy's patch grid and pixel statistics: how to turn its inputs back into frames
         (self.dir / "frames").mkdir(parents=True, exist_ok=True)
         self._saved: dict[str, list[dict]] = {}
 
@@ -55,7 +57,7 @@ class TraceWriter:
         if key not in self._saved:
             from PIL import Image
 
-            images = denormalize(unpatchify(pixels, video.grid_thw))
+            images = denormalize(unpatchify(pixels, video.grid_thw, self.spec), self.spec)
             times = video.frame_times_s or tuple(video.start_s + k * video.second_per_grid_t / 2
                                                  for k in range(len(images)))
             out = []

@@ -5,7 +5,7 @@ The agent loop's use, per turn (generation stopped on `</tool_call>`, the stop s
     registry = default_registry()                      # tools=registry.schemas() in the chat template
     ctx = ToolContext(video_path, service, policy, duration_s, clip_index)
     obs = registry.execute(model_turn_text, ctx)       # parses, validates, runs; never raises
-    ids, videos = observation_token_ids(obs, tokenizer, merge_size)  # append ids (loss mask 0)
+    ids, videos = observation_token_ids(obs, tokenizer, spec)    # append ids (loss mask 0)
 
 Video-Thinker re-look (generation stopped on `</time>`): `relook_observation(text, ctx)` gives the
 frames of the span just closed (None when there is none); `inline_video_token_ids` renders them.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from engine.errors import ConfigError
-from engine.model.video_tokens import expand_vision_pads
+from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids
+from engine.video.spec import VisionSpec
 from engine.video.types import VideoInput
 from engine.tools.registry import Observation
 
@@ -19,7 +20,6 @@ from engine.tools.registry import Observation
 TURN_OPEN = "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
 TURN_CLOSE = "\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
 VISION_START, VIDEO_PAD, VISION_END = "<|vision_start|>", "<|video_pad|>", "<|vision_end|>"
-VISION_BLOCK = VISION_START + VIDEO_PAD + VISION_END
 # '<|' opens every Qwen control token; the tags are the ones the model itself writes.
 _DEFUSE = re.compile(r"<(?=\||/?(?:think|time|caption|answer|tool_call|tool_response)>)")
 
@@ -48,32 +48,31 @@ def video_inputs(obs: Observation) -> list[VideoInput]:
             for clip in obs.clips]
 
 
-def observation_token_ids(obs: Observation, tokenizer, merge_size: int) -> tuple[list[int], list[VideoInput]]:
+def observation_token_ids(obs: Observation, tokenizer, spec: VisionSpec) -> tuple[list[int], list[VideoInput]]:
     """Ids to append after a model turn that ended on `</tool_call>`, and the videos they reference.
 
     The ids are `<|im_end|>\\n<|im_start|>user\\n<tool_response>\\n{text}` + per clip
-    `<|vision_start|>` + t*h*w/merge_size**2 `<|video_pad|>` + `<|vision_end|>`, then
-    `\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`: exactly the chat template's rendering of
-    the tool message plus the generation prompt. The text starts after an added token, so it
-    tokenizes the same here as inside the whole conversation.
+    `<|vision_start|>` + t*h*w/merge_size**2 `<|video_pad|>` + `<|vision_end|>` (Qwen3-VL: per temporal patch,
+    after its real time, see video_prompt_ids), then `\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`:
+    exactly the chat template's rendering of the tool message plus the generation prompt, through the
+    processor. The text starts after an added token, so it tokenizes the same here as inside the whole
+    conversation.
     """
-    texts = [TURN_OPEN, safe_text(obs.text), VISION_BLOCK * len(obs.clips), TURN_CLOSE]
-    return _encode("".join(texts), obs, tokenizer, merge_size)
+    texts = [TURN_OPEN, safe_text(obs.text), VIDEO_BLOCK * len(obs.clips), TURN_CLOSE]
+    return _encode("".join(texts), obs, tokenizer, spec)
 
 
-def inline_video_token_ids(obs: Observation, tokenizer, merge_size: int) -> tuple[list[int], list[VideoInput]]:
+def inline_video_token_ids(obs: Observation, tokenizer, spec: VisionSpec) -> tuple[list[int], list[VideoInput]]:
     """Only the vision blocks of `obs`'s clips, for injecting frames inside a model turn (the grounded
     re-look after `</time>`); the text is left out because the model wrote the span itself."""
-    return _encode(VISION_BLOCK * len(obs.clips), obs, tokenizer, merge_size)
+    return _encode(VIDEO_BLOCK * len(obs.clips), obs, tokenizer, spec)
 
 
-def _encode(text: str, obs: Observation, tokenizer, merge_size: int) -> tuple[list[int], list[VideoInput]]:
-    pad_id = _token_id(tokenizer, VIDEO_PAD)
-    for token in (VISION_START, VISION_END, "<|im_start|>", "<|im_end|>"):
+def _encode(text: str, obs: Observation, tokenizer, spec: VisionSpec) -> tuple[list[int], list[VideoInput]]:
+    for token in (VIDEO_PAD, VISION_START, VISION_END, "<|im_start|>", "<|im_end|>"):
         _token_id(tokenizer, token)
-    ids = list(tokenizer.encode(text, add_special_tokens=False))
     videos = video_inputs(obs)
-    return expand_vision_pads(ids, [v.grid_thw for v in videos], merge_size, pad_id), videos
+    return video_prompt_ids(text, videos, spec, tokenizer), videos
 
 
 def _token_id(tokenizer, token: str) -> int:

@@ -109,9 +109,11 @@ def frame_max_pixels(num_frames: int, policy: FramePolicy) -> int:
     return int(max(min(policy.max_pixels, share), int(policy.min_pixels * 1.05)))
 
 
-def target_size(height: int, width: int, num_frames: int, policy: FramePolicy) -> tuple[int, int]:
-    """(H, W) every frame of a clip is resized to."""
-    return smart_resize(height, width, FACTOR, policy.min_pixels, frame_max_pixels(num_frames, policy))
+def target_size(height: int, width: int, num_frames: int, policy: FramePolicy, factor: int = FACTOR
+                ) -> tuple[int, int]:
+    """(H, W) every frame of a clip is resized to; sides multiples of `factor` (VisionSpec.factor: 28 for
+    Qwen2.5-VL, 32 for Qwen3-VL)."""
+    return smart_resize(height, width, factor, policy.min_pixels, frame_max_pixels(num_frames, policy))
 
 
 def second_per_grid_t(timestamps_s: list[float], video_fps: float) -> float:

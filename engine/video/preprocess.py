@@ -1,4 +1,4 @@
-"""Qwen2-VL preprocessing in torch on any device: PIL-exact bicubic resize, normalise, patchify."""
+"""Qwen2-VL / Qwen3-VL preprocessing in torch on any device: PIL-exact bicubic resize, normalise, patchify."""
 from __future__ import annotations
 
 import math
@@ -6,11 +6,7 @@ import math
 import numpy as np
 import torch
 
-from engine.video.policy import MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE
-
-# OPENAI CLIP statistics, as transformers' Qwen2-VL processors use them.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from engine.video.spec import QWEN2_5_VL, VisionSpec
 
 # Pillow's Resample.c works in fixed point with this many fractional bits (32 - 8 - 2).
 _PRECISION_BITS = 22
@@ -119,51 +115,58 @@ def _resize_with_pil(frames: torch.Tensor, height: int, width: int) -> torch.Ten
     return torch.from_numpy(np.stack(resized).reshape(frames.shape[0], height, width, -1))
 
 
-def normalize(frames: torch.Tensor) -> torch.Tensor:
+def _stats(spec: VisionSpec, device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(spec.image_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.image_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
+def normalize(frames: torch.Tensor, spec: VisionSpec = QWEN2_5_VL) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float32 [T, 3, H, W]: x/255 (computed in float64 then cast, as
-    transformers does), then (x - mean) / std in float32."""
+    transformers does), then (x - mean) / std in float32 with the architecture's statistics."""
     x = (frames.permute(0, 3, 1, 2).to(torch.float64) * (1 / 255)).to(torch.float32)
-    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
+    mean, std = _stats(spec, frames.device)
     return (x - mean) / std
 
 
-def patchify(video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """float [T, C, H, W] -> ([t*h*w, C*2*14*14], (t, h, w)), Qwen2-VL's patch order.
+def patchify(video: torch.Tensor, spec: VisionSpec = QWEN2_5_VL) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """float [T, C, H, W] -> ([t*h*w, C*tp*p*p], (t, h, w)), the Qwen2-VL / Qwen3-VL patch order (p = patch_size,
+    tp = temporal_patch_size).
 
-    An odd T repeats its last frame, as the Qwen2-VL video processor does.
+    An odd T repeats its last frame, as both video processors do.
     """
-    if pad := -video.shape[0] % TEMPORAL_PATCH_SIZE:
+    tp, ps, m = spec.temporal_patch_size, spec.patch_size, spec.merge_size
+    if pad := -video.shape[0] % tp:
         video = torch.cat([video, video[-1:].expand(pad, -1, -1, -1)], dim=0)
     t, c, h, w = video.shape
-    gt, gh, gw = t // TEMPORAL_PATCH_SIZE, h // PATCH_SIZE, w // PATCH_SIZE
-    p = video.reshape(gt, TEMPORAL_PATCH_SIZE, c, gh // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE,
-                      gw // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE)
+    gt, gh, gw = t // tp, h // ps, w // ps
+    p = video.reshape(gt, tp, c, gh // m, m, ps, gw // m, m, ps)
     # -> (gt, gh/m, gw/m, m_h, m_w, C, tp, ph, pw): merge windows contiguous, channel-major patches
     p = p.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return p.reshape(gt * gh * gw, c * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE), (gt, gh, gw)
+    return p.reshape(gt * gh * gw, c * tp * ps * ps), (gt, gh, gw)
 
 
-def preprocess(frames: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+def preprocess(frames: torch.Tensor, height: int, width: int, spec: VisionSpec = QWEN2_5_VL
+               ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
     """Decoded uint8 frames -> (resized uint8 frames, pixel_values, grid_thw)."""
     resized = resize_bicubic_pil(frames, height, width)
-    pixel_values, grid = patchify(normalize(resized))
+    pixel_values, grid = patchify(normalize(resized, spec), spec)
     return resized, pixel_values, grid
 
 
-def unpatchify(pixel_values: torch.Tensor, grid_thw: tuple[int, int, int]) -> torch.Tensor:
-    """The inverse of patchify: [t*h*w, C*2*14*14] -> float [2t, C, 14h, 14w] (normalised values)."""
+def unpatchify(pixel_values: torch.Tensor, grid_thw: tuple[int, int, int], spec: VisionSpec = QWEN2_5_VL
+               ) -> torch.Tensor:
+    """The inverse of patchify: [t*h*w, C*tp*p*p] -> float [tp*t, C, p*h, p*w] (normalised values)."""
+    tp, ps, m = spec.temporal_patch_size, spec.patch_size, spec.merge_size
     gt, gh, gw = (int(x) for x in grid_thw)
-    c = pixel_values.shape[1] // (TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE)
-    p = pixel_values.reshape(gt, gh // MERGE_SIZE, gw // MERGE_SIZE, MERGE_SIZE, MERGE_SIZE, c,
-                             TEMPORAL_PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
+    c = pixel_values.shape[1] // (tp * ps * ps)
+    p = pixel_values.reshape(gt, gh // m, gw // m, m, m, c, tp, ps, ps)
     p = p.permute(0, 6, 5, 1, 3, 7, 2, 4, 8)  # back to (gt, tp, C, gh/m, m_h, ph, gw/m, m_w, pw)
-    return p.reshape(gt * TEMPORAL_PATCH_SIZE, c, gh * PATCH_SIZE, gw * PATCH_SIZE)
+    return p.reshape(gt * tp, c, gh * ps, gw * ps)
 
 
-def denormalize(video: torch.Tensor) -> torch.Tensor:
+def denormalize(video: torch.Tensor, spec: VisionSpec = QWEN2_5_VL) -> torch.Tensor:
     """float [T, 3, H, W] (normalised) -> uint8 [T, H, W, 3]: the pixels the model was shown."""
-    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    mean, std = _stats(spec, "cpu")
     x = (video.float().cpu() * std + mean) * 255
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,4 +1,4 @@
-"""VideoService: probe, sample, temporal window and spatial crop of videos as Qwen2.5-VL inputs."""
+"""VideoService: probe, sample, temporal window and spatial crop of videos as Qwen2.5-VL / Qwen3-VL inputs."""
 from __future__ import annotations
 
 import bisect
@@ -15,8 +15,9 @@ from engine.video.cache import FrameCache
 from engine.video.dali_backend import DALI_CPU_CODECS, DALI_GPU_CODECS, DaliDecoder, dali_unavailable_reason
 from engine.video.plan import plan_runs
 from engine.video.policy import FramePolicy, second_per_grid_t, select_frames, target_size
-from engine.video.preprocess import PATCH_SIZE, preprocess
+from engine.video.preprocess import preprocess
 from engine.video.probe import FileId, file_id, probe
+from engine.video.spec import QWEN2_5_VL, VisionSpec
 from engine.video.pyav_backend import decode_pyav
 from engine.video.types import Clip, VideoMeta
 
@@ -41,8 +42,9 @@ class VideoService:
     """
 
     def __init__(self, device: str | torch.device = "cpu", backend: str = "auto", cache_bytes: int = 2**30,
-                 cache_lead_in: bool = True, wait_timeout_s: float = 300.0):
+                 cache_lead_in: bool = True, wait_timeout_s: float = 300.0, spec: VisionSpec = QWEN2_5_VL):
         self.device = _parse_device(device)
+        self.spec = spec  # the policy model's patch grid and pixel statistics
         if backend not in VIDEO_BACKENDS:
             raise VideoRequestError(f"unknown video backend {backend!r}; choose one of {', '.join(VIDEO_BACKENDS)}")
         self.backend = backend
@@ -216,11 +218,11 @@ class VideoService:
             frames = frames[:, y0:y1, x0:x1, :].contiguous()
         height, width = frames.shape[1], frames.shape[2]
         try:
-            rh, rw = target_size(height, width, len(indices), policy)
+            rh, rw = target_size(height, width, len(indices), policy, self.spec.factor)
         except VideoRequestError as e:
             raise VideoRequestError(f"{path}: {e}") from None
         pixel_values = self._pixel_values((fid, tuple(indices), pixel_box, rh, rw), frames, rh, rw)
-        gh, gw = rh // PATCH_SIZE, rw // PATCH_SIZE
+        gh, gw = rh // self.spec.patch_size, rw // self.spec.patch_size
         times = [meta.frame_times_s[i] for i in indices]
         return Clip(path=path, frames=frames, frame_indices=torch.tensor(indices, dtype=torch.int64),
                     timestamps_s=torch.tensor(times, dtype=torch.float64), pixel_values=pixel_values,
@@ -239,7 +241,7 @@ class VideoService:
             if shared:
                 return shared[key]
         try:
-            _, pixel_values, _ = preprocess(frames, height, width)
+            _, pixel_values, _ = preprocess(frames, height, width, self.spec)
             self.inputs.put(key, pixel_values)
         finally:
             self.inputs.release(claimed)

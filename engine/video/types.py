@@ -30,13 +30,13 @@ class VideoMeta:
 
 @dataclass
 class Clip:
-    """Frames chosen by a `FramePolicy`, with the tensors a Qwen2.5-VL model takes.
+    """Frames chosen by a `FramePolicy`, with the tensors the policy model takes (its service's VisionSpec).
 
     frames: uint8 [T, H, W, 3] at source resolution (the crop region for `crop`), on the service's
         device; the model sees them resized to `resized_hw` inside `pixel_values`.
     frame_indices: int64 [T] source frame numbers (presentation order), on CPU.
     timestamps_s: float64 [T] real presentation times of those frames, on CPU.
-    pixel_values: float32 [t*h*w, 3*2*14*14] Qwen2-VL patches, on the service's device.
+    pixel_values: float32 [t*h*w, 3*2*p*p] patches (p = 14 for Qwen2.5-VL, 16 for Qwen3-VL), on the service's device.
     grid_thw: (t, h, w) in patch units; t = ceil(T / 2) (an odd T repeats its last frame).
     second_per_grid_t: real seconds between consecutive temporal grid steps.
     start_s / end_s: the time span actually served (after any clamping).
@@ -66,9 +66,9 @@ class Clip:
 
 @dataclass
 class VideoInput:
-    """One video segment as the model consumes it (Qwen2.5-VL patches)."""
+    """One video segment as the model consumes it (patches of the policy's VisionSpec)."""
 
-    pixel_values: torch.Tensor  # [t*h*w, 3*2*14*14]
+    pixel_values: torch.Tensor  # [t*h*w, 3*2*p*p]
     grid_thw: tuple[int, int, int]
     second_per_grid_t: float
     start_s: float = 0.0  # the span of the source video it shows (tool observations: the requested one)

@@ -64,9 +64,9 @@ def test_lost_race_uses_the_winners_copy(cache, reference, monkeypatch):
     # winner's complete copy is used; our temporary directory is cleaned up.
     real_save = tiny.save_tiny
 
-    def racing_save(path, seed=0):
-        real_save(cache / f"tiny-{seed}", seed=seed)  # the other writer lands first
-        return real_save(path, seed=seed)
+    def racing_save(path, seed=0, arch="qwen2_5_vl"):
+        real_save(cache / f"tiny-{seed}", seed=seed, arch=arch)  # the other writer lands first
+        return real_save(path, seed=seed, arch=arch)
 
     monkeypatch.setattr(tiny, "save_tiny", racing_save)
     path = ensure_tiny(0)

@@ -7,7 +7,8 @@ import torch
 from transformers import (AutoImageProcessor, AutoTokenizer, Qwen2_5_VLConfig,
                           Qwen2_5_VLForConditionalGeneration)
 
-from engine.model.tiny import IMAGE_MEAN, IMAGE_STD, build_tiny_model, save_tiny, tiny_config
+from engine.model.tiny import build_tiny_model, save_tiny, tiny_config
+from engine.video.spec import QWEN2_5_VL
 from engine.model.video_tokens import expand_vision_pads, mm_token_type_ids
 from tests.native.mrope_original import original_rope_config, original_rope_index
 
@@ -154,8 +155,8 @@ def test_saved_preprocessor_matches_patchify(saved):
     img = np.random.default_rng(0).integers(0, 256, size=(56, 84, 3), dtype=np.uint8)
     ref = proc(images=img, return_tensors="pt")
     x = torch.from_numpy(img).permute(2, 0, 1).double() / 255
-    x = (x - torch.tensor(IMAGE_MEAN, dtype=torch.float64)[:, None, None]) / \
-        torch.tensor(IMAGE_STD, dtype=torch.float64)[:, None, None]
+    x = (x - torch.tensor(QWEN2_5_VL.image_mean, dtype=torch.float64)[:, None, None]) / \
+        torch.tensor(QWEN2_5_VL.image_std, dtype=torch.float64)[:, None, None]
     ours, grid = patchify(torch.stack([x, x]))  # an image is one frame repeated temporal_patch times
     assert ref["image_grid_thw"].tolist() == [list(grid)]
     assert torch.allclose(ref["pixel_values"].double(), ours, atol=1e-4)

@@ -19,3 +19,14 @@ def session(rollout_cfg):
     from engine.orchestration.session import build_session
 
     return build_session(rollout_cfg, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def qwen3_session(rollout_cfg):
+    """The same data and rollout on the tiny Qwen3-VL model (model.arch=qwen3_vl)."""
+    from dataclasses import replace
+
+    from engine.orchestration.session import build_session
+
+    cfg = replace(rollout_cfg, model=replace(rollout_cfg.model, arch="qwen3_vl"))
+    return build_session(cfg, log=lambda _: None)

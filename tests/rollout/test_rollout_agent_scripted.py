@@ -32,7 +32,7 @@ def rollout(session, scripts, *, group_size=1, rows=None, **loop):
     tok = session.tokenizer
     mode = "agent" if cfg.tools else "thinker"
     r = GroupedRollout(ScriptedBackend(tok, script), tok, session.rollout.video, session.rollout.frame_policy,
-                       session.rollout.merge_size, cfg, default_registry() if cfg.tools else None, mode,
+                       cfg, default_registry() if cfg.tools else None, mode,
                        mrope=session.rollout.mrope)
     rows = rows or session.train_rows[: len(scripts)]
     batch, stats = r.run(rows, group_size, SamplingParams(max_new_tokens=200, seed=BASE))
@@ -44,7 +44,7 @@ def enc(tok, text):
 
 
 def test_tool_round_trip_exact_ids_masks_positions(session):
-    tok, merge = session.tokenizer, session.rollout.merge_size
+    tok, spec = session.tokenizer, session.rollout.spec
     turn0 = call("frame_zoom", start=1, end=3)
     r, batch, _ = rollout(session, [[[turn0, ANSWER]]])
     (s,) = batch.samples
@@ -53,7 +53,7 @@ def test_tool_round_trip_exact_ids_masks_positions(session):
     ctx = r.prepare(row).ctx
     obs = default_registry().execute(ToolCall("frame_zoom", {"start": 1, "end": 3}), ctx)
     assert obs.error is None and len(obs.clips) == 1
-    obs_ids, obs_videos = observation_token_ids(obs, tok, merge)
+    obs_ids, obs_videos = observation_token_ids(obs, tok, spec)
     want = enc(tok, turn0) + obs_ids + enc(tok, ANSWER)
     assert s.response_ids == want
     assert s.response_mask == [1] * len(enc(tok, turn0)) + [0] * len(obs_ids) + [1] * len(enc(tok, ANSWER))
@@ -146,7 +146,7 @@ def test_budgets_finish_with_a_flag(session, budget, expect):
 
 
 def test_relook_injects_frames_inline(session):
-    tok, merge = session.tokenizer, session.rollout.merge_size
+    tok, spec = session.tokenizer, session.rollout.spec
     first = "<time>00:01-00:03</time>"
     rest = " <caption>a shape</caption> <think>it moves</think>\n<answer>A</answer><|im_end|>"
     r, batch, _ = rollout(session, [[[first, rest]]], tools=False, relook=True)
@@ -154,7 +154,7 @@ def test_relook_injects_frames_inline(session):
     from engine.tools import relook_observation
 
     obs = relook_observation(first, r.prepare(session.train_rows[0]).ctx)
-    ids, videos = inline_video_token_ids(obs, tok, merge)
+    ids, videos = inline_video_token_ids(obs, tok, spec)
     assert s.response_ids == enc(tok, first) + ids + enc(tok, rest)
     assert s.response_mask == [1] * len(enc(tok, first)) + [0] * len(ids) + [1] * len(enc(tok, rest))
     assert s.turns == 1 and len(s.videos) == 2 and s.tool_trace[0].kind == "relook"
@@ -237,7 +237,7 @@ def test_returning_samples_are_batched_not_run_one_by_one(session):
 
     backend.generate = counted
     r = GroupedRollout(backend, session.tokenizer, session.rollout.video, session.rollout.frame_policy,
-                       session.rollout.merge_size, cfg, ToolRegistry([Hold()]), "agent", mrope=session.rollout.mrope)
+                       cfg, ToolRegistry([Hold()]), "agent", mrope=session.rollout.mrope)
     batch, stats = r.run(session.train_rows[:1], g, SamplingParams(max_new_tokens=200, seed=BASE))
     assert all(x.finish_reason == "stop" and x.tool_trace[0].ok for x in batch.samples)
     assert sizes[:2] == [4, 2]  # sample 0 waited for 1 (not a round of its own), and not for the stragglers

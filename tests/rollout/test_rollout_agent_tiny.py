@@ -41,7 +41,7 @@ def test_real_turn_after_real_observation_matches_learner_logprobs(session):
     first = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": 1, "end": 4}}\n</tool_call>'
     hf = HFBackend(s.model, s.tokenizer)
     backend = ScriptedBackend(s.tokenizer, {seeds(0, k, 0): first for k in range(g)}, fallback=hf)
-    r = GroupedRollout(backend, s.tokenizer, s.rollout.video, s.rollout.frame_policy, s.rollout.merge_size, loop,
+    r = GroupedRollout(backend, s.tokenizer, s.rollout.video, s.rollout.frame_policy, loop,
                        default_registry(), "agent", mrope=s.rollout.mrope)
     batch, _ = r.run(s.train_rows[:1], g, SamplingParams(max_new_tokens=40, temperature=0.8, seed=3))
     for x in batch.samples:

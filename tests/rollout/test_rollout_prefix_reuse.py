@@ -1,6 +1,7 @@
 """No work twice in the transformers backend: a group's first turn is prefilled once, a continued turn prefills
 only its new tokens on the kept KV, and the vision tower runs only on new, distinct videos — with the same
 tokens and log-probs as a full re-prefill of everything, and as the learner's recomputation."""
+import pytest
 import torch
 
 from engine.learner.policy import token_logprobs
@@ -28,11 +29,15 @@ def _two_turns(be, prompt, observation, g=3):
     return first, second
 
 
-def test_continued_turns_reuse_kv_and_match_a_full_prefill(session):
-    s = session
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
+def test_continued_turns_reuse_kv_and_match_a_full_prefill(arch, request):
+    """Qwen3-VL too: its prompt and observation write a timestamp before each temporal patch, and its tower's
+    DeepStack features follow the kept KV."""
+    s = request.getfixturevalue("session" if arch == "qwen2_5_vl" else "qwen3_session")
+    assert s.rollout.spec.arch == arch == s.model.config.model_type
     prompt = s.rollout.prepare(s.train_rows[0])
     clip = s.rollout.video.window(str(s.train_rows[0].video), 1.0, 3.0, s.rollout.frame_policy)
-    observation = observation_token_ids(Observation("frame_zoom: frames 1-3", [clip]), s.tokenizer, s.rollout.merge_size)
+    observation = observation_token_ids(Observation("frame_zoom: frames 1-3", [clip]), s.tokenizer, s.rollout.spec)
 
     cold = HFBackend(s.model, s.tokenizer, prefix_cache_bytes=0)  # re-prefills everything every call
     warm = HFBackend(s.model, s.tokenizer)
@@ -56,7 +61,10 @@ def test_continued_turns_reuse_kv_and_match_a_full_prefill(session):
     # twice (once per call) and the observation once; the warm one never re-ran the prompt video.
     assert (cold.counters["videos_encoded"], cold.counters["videos_reused"]) == (3, 2 * g - 2)
     assert (warm.counters["videos_encoded"], warm.counters["videos_reused"]) == (2, g - 1)
-    assert len(warm.prefixes) == 0  # continuations used their entries; they ended on no stop string
+    # Continuations used their entries and ended on no stop string. An entry holds what was fed, all but the last
+    # sampled token, so first turns alike up to it filed identical entries, and their continuations all take the
+    # same one (the rest are dropped when the rollout ends).
+    assert len(warm.prefixes) == g - len({tuple(f.token_ids[:-1]) for f in w1})
 
     # And both agree with the learner's recomputation of the whole trajectory.
     samples = [Sample(k, "r", prompt.prompt_ids, f.token_ids + observation[0] + c.token_ids,

@@ -45,7 +45,7 @@ def scripted_group(cfg, s, rollout, row, second_text: str = "<answer>B</answer>"
     episodes = [Episode(0, k, 0, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx) for k in range(2)]
     end = s.tokenizer.convert_tokens_to_ids("<|im_end|>")
     loop = AgentLoop(TeacherBackend(s.tokenizer, end, script), s.tokenizer, rollout.loop_cfg,
-                     merge_size=rollout.merge_size, registry=rollout.registry)
+                     spec=rollout.spec, registry=rollout.registry)
     samples, _ = loop.run(episodes, SamplingParams(max_new_tokens=200), seeds)
     return samples
 

@@ -7,6 +7,7 @@ from engine.tools import Observation, ToolCall, default_registry, observation_to
 from engine.tools.protocol import format_tool_call
 from engine.tools.render import inline_video_token_ids, observation_messages
 from engine.video import FramePolicy
+from engine.video.spec import QWEN2_5_VL
 
 MERGE = 2
 
@@ -26,7 +27,7 @@ def check_against_template(tok, video_service, ctx, obs, assistant_text):
     whole = question + [{"role": "assistant", "content": assistant_text}] + observation_messages(obs)
     expected = conversation_ids(tok, whole, [prompt_clip.grid_thw] + [c.grid_thw for c in obs.clips],
                                 generation_prompt=True)
-    ids, videos = observation_token_ids(obs, tok, MERGE)
+    ids, videos = observation_token_ids(obs, tok, QWEN2_5_VL)
     assert prefix + ids == expected
     return ids, videos
 
@@ -81,7 +82,7 @@ def test_echoed_control_tokens_and_surrogates_stay_plain_text(tiny_tokenizer, vi
 def test_inline_video_ids_are_just_the_vision_blocks(tiny_tokenizer, make_ctx):
     tok = tiny_tokenizer
     obs = default_registry().execute(ToolCall("frame_zoom", {"start": 0, "end": 2}), make_ctx())
-    ids, videos = inline_video_token_ids(obs, tok, MERGE)
+    ids, videos = inline_video_token_ids(obs, tok, QWEN2_5_VL)
     t, h, w = obs.clips[0].grid_thw
     start, pad, end = (tok.convert_tokens_to_ids(x) for x in ("<|vision_start|>", "<|video_pad|>", "<|vision_end|>"))
     assert ids == [start] + [pad] * (t * h * w // MERGE**2) + [end]

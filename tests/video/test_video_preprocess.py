@@ -7,6 +7,7 @@ from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as hf_pil
 
 from engine.video.policy import smart_resize
 from engine.video.preprocess import normalize, patchify, preprocess, resize_bicubic_pil
+from engine.video.spec import QWEN2_5_VL, QWEN3_VL
 
 
 def _frames(rng, t, h, w, smooth=False):
@@ -51,29 +52,34 @@ def test_smart_resize_matches_transformers(hw, max_pixels):
     assert smart_resize(h, w, 28, 56 * 56, max_pixels) == hf_pil.smart_resize(h, w, 28, 56 * 56, max_pixels)
 
 
+@pytest.mark.parametrize("spec", [QWEN2_5_VL, QWEN3_VL], ids=lambda s: s.arch)
 @pytest.mark.parametrize("shape,max_pixels", [((4, 120, 160), 128 * 28 * 28), ((3, 97, 211), 64 * 28 * 28),
                                               ((2, 480, 640), 128 * 28 * 28), ((1, 50, 50), 16 * 28 * 28)])
-def test_pixel_values_equal_qwen2vl_image_processor_pil(shape, max_pixels):
+def test_pixel_values_equal_the_hf_image_processor_pil(shape, max_pixels, spec):
     """Each temporal pair of our patches equals the HF image processor's patches of those two frames
-    (HF repeats one image over the temporal patch; a video pairs consecutive frames)."""
+    (HF repeats one image over the temporal patch; a video pairs consecutive frames). Qwen3-VL's image processor
+    is the same class with patch 16 and mean = std = 0.5 (its preprocessor_config.json)."""
     t, h, w = shape
+    p, f = spec.patch_size, spec.factor
     rng = np.random.default_rng(t * h)
     frames = _frames(rng, t, h, w, smooth=True)
     frames[..., 1] = rng.integers(0, 256, (t, h, w), dtype=np.uint8)  # one noisy channel
-    proc = hf_pil.Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=max_pixels)
-    rh, rw = smart_resize(h, w, 28, 56 * 56, max_pixels)
-    _, ours, (gt, gh, gw) = preprocess(torch.from_numpy(frames), rh, rw)
-    assert (gt, gh, gw) == ((t + 1) // 2, rh // 14, rw // 14)
-    assert ours.dtype == torch.float32 and ours.shape == (gt * gh * gw, 3 * 2 * 14 * 14)
+    proc = hf_pil.Qwen2VLImageProcessorPil(min_pixels=f * f, max_pixels=max_pixels, patch_size=p,
+                                           image_mean=list(spec.image_mean), image_std=list(spec.image_std))
+    rh, rw = smart_resize(h, w, f, f * f, max_pixels)
+    assert (rh, rw) == hf_pil.smart_resize(h, w, f, f * f, max_pixels)
+    _, ours, (gt, gh, gw) = preprocess(torch.from_numpy(frames), rh, rw, spec)
+    assert (gt, gh, gw) == ((t + 1) // 2, rh // p, rw // p)
+    assert ours.dtype == torch.float32 and ours.shape == (gt * gh * gw, 3 * 2 * p * p)
     ref = [proc([Image.fromarray(f)], return_tensors="np") for f in frames]
     for r in ref:
         assert r["image_grid_thw"].tolist() == [[1, gh, gw]]
-    # [patches, C, T, 14, 14]; HF's T axis holds the same frame twice.
-    ours = ours.view(gt, gh * gw, 3, 2, 14, 14)
+    # [patches, C, T, p, p]; HF's T axis holds the same frame twice.
+    ours = ours.view(gt, gh * gw, 3, 2, p, p)
     for k in range(gt):
         for j in range(2):
             src = min(2 * k + j, t - 1)  # odd T: the last frame is repeated
-            hf = torch.from_numpy(ref[src]["pixel_values"]).view(gh * gw, 3, 2, 14, 14)[:, :, 0]
+            hf = torch.from_numpy(ref[src]["pixel_values"]).view(gh * gw, 3, 2, p, p)[:, :, 0]
             assert torch.equal(ours[k, :, :, j], hf), f"pair {k} slot {j}"
 
 
