@@ -185,7 +185,7 @@ def single_process_run(out: Path, steps: int, overrides: list[str]) -> None:
             backend.load_weights(((n, t) for n, t in learner.named_full_tensors() if n in trained), self.version)
 
         def policy_ids(self):
-            return tokenizer.pad_token_id, config.video_token_id, mrope_config(config)
+            return tokenizer.pad_token_id, config.video_token_id, mrope_config(config), engine.spec
 
     cluster = InProcess()
     cluster.sync_weights()

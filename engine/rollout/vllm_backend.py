@@ -10,6 +10,9 @@ Implements engine.rollout.backend.Backend. Three vLLM facts shape it:
   `second_per_grid_ts` rides along so M-RoPE sees real time.
 * vLLM expands each `<|video_pad|>` itself, so every run of pads in our (already expanded)
   prompt is collapsed to one pad before it is sent, after checking its length against the grid.
+  Qwen3-VL's videos are `<t seconds><|vision_start|>pads<|vision_end|>` per temporal patch
+  (engine.model.video_tokens); the whole region is collapsed to what vLLM's processor expands, and
+  the patch times ride along as `timestamps`, from which vLLM writes the same tokens back.
 * Weights change in place: `collective_rpc` runs the workers' `reload_weights` (vLLM's layerwise
   in-place reload), then the prefix cache (KV computed with old weights) is dropped. The engine
   is never rebuilt.
@@ -38,6 +41,7 @@ from engine.errors import ConfigError, VideoRequestError
 from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, checkpoint_name, combine_digests,
                                    placeholder_ids, tensor_digest)
 from engine.rollout.batch import VideoInput
+from engine.model.video_tokens import patch_timestamps
 
 
 class VthinkWorkerExtension:
@@ -80,6 +84,8 @@ class _TokenIds:
     vision_end: int
     vocab_size: int
     merge_size: int
+    temporal_patch_size: int
+    qwen3: bool  # videos as timestamped per-patch blocks (Qwen3-VL), else one run of pads (Qwen2.5-VL)
 
 
 def _read_token_ids(model_dir: Path) -> _TokenIds:
@@ -90,10 +96,23 @@ def _read_token_ids(model_dir: Path) -> _TokenIds:
         return _TokenIds(video_pad=config["video_token_id"], image_pad=config["image_token_id"],
                          vision_start=config["vision_start_token_id"], vision_end=config["vision_end_token_id"],
                          vocab_size=text["vocab_size"],
-                         merge_size=vision.get("spatial_merge_size", 2))
+                         merge_size=vision.get("spatial_merge_size", 2),
+                         temporal_patch_size=vision.get("temporal_patch_size", 2),
+                         qwen3=str(config.get("model_type", "")).startswith("qwen3_vl"))
     except KeyError as e:
         raise ConfigError("model.path", f"{model_dir}/config.json has no {e.args[0]!r}; not a Qwen2.5-VL "
                                         "checkpoint") from None
+
+
+def _video_target(ids: _TokenIds) -> list[int]:
+    """What vLLM's Qwen3-VL processor replaces per video: the bare pad when transformers' processor expands only
+    that (transformers >= 5.10, whose blocks nest inside the template's), else the whole vision block."""
+    from transformers import ProcessorMixin
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+
+    if getattr(Qwen3VLProcessor, "replace_video_token", None) not in (None, getattr(ProcessorMixin, "replace_video_token", None)):
+        return [ids.video_pad]
+    return [ids.vision_start, ids.video_pad, ids.vision_end]
 
 
 def _checkpoint_shapes(model_dir: Path, digests: dict[str, bytes] | None = None) -> dict[str, tuple[int, ...]]:
@@ -171,8 +190,10 @@ class VLLMBackend:
         # The pad id comes from the tokenizer, as in the transformers backend (Qwen configs often omit it).
         from transformers import AutoConfig, AutoTokenizer
 
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.placeholder_ids = placeholder_ids(AutoConfig.from_pretrained(path, local_files_only=True),
-                                               AutoTokenizer.from_pretrained(path, local_files_only=True).pad_token_id)
+                                               self.tokenizer.pad_token_id)
+        self._video_target = _video_target(self.ids) if self.ids.qwen3 else None
 
     @property
     def weight_version(self) -> int:
@@ -279,6 +300,14 @@ class VLLMBackend:
             raise ValueError(f"request {index}: prompt token {bad!r} is not an id in [0, {vocab})")
         if self.ids.image_pad in ids:
             raise VideoRequestError(f"request {index}: image inputs (<|image_pad|>) are not supported by this backend")
+        for k, video in enumerate(request.videos):
+            t, h, w = (int(x) for x in video.grid_thw)
+            if video.pixel_values.ndim != 2 or video.pixel_values.shape[0] != t * h * w:
+                raise VideoRequestError(f"request {index}, video {k}: pixel_values shape "
+                                        f"{tuple(video.pixel_values.shape)} does not match grid "
+                                        f"{tuple(video.grid_thw)} ({t * h * w} patches)")
+        if self.ids.qwen3:
+            return self._collapse_timestamped(index, request)
         out: list[int] = []
         runs: list[int] = []
         for t in ids:
@@ -298,14 +327,48 @@ class VLLMBackend:
             if run != want:
                 raise VideoRequestError(f"request {index}, video {k}: {run} <|video_pad|> tokens but grid "
                                         f"{tuple(video.grid_thw)} needs {want} (t*h*w/{merge * merge})")
-            if video.pixel_values.ndim != 2 or video.pixel_values.shape[0] != t * h * w:
-                raise VideoRequestError(f"request {index}, video {k}: pixel_values shape "
-                                        f"{tuple(video.pixel_values.shape)} does not match grid "
-                                        f"{tuple(video.grid_thw)} ({t * h * w} patches)")
             if not video.second_per_grid_t > 0:
                 raise VideoRequestError(f"request {index}, video {k}: second_per_grid_t must be > 0, "
                                         f"got {video.second_per_grid_t}")
         return out
+
+    def _collapse_timestamped(self, index: int, request: Request) -> list[int]:
+        """Qwen3-VL: each video's blocks, checked to be exactly `<t seconds><|vision_start|>` + h*w/merge**2 pads +
+        `<|vision_end|>` per temporal patch, collapsed to the placeholder vLLM's processor expands. vLLM
+        tokenizes each timestamp alone, so the check also catches a timestamp merged with the text before it."""
+        ids, pad = request.prompt_ids, self.ids.video_pad
+        out: list[int] = []
+        i = 0
+        for k, video in enumerate(request.videos):
+            t, h, w = (int(x) for x in video.grid_thw)
+            n = h * w // self.ids.merge_size**2
+            blocks: list[int] = []
+            for stamp in self._timestamps(index, k, video):
+                blocks += self.tokenizer.encode(f"<{stamp:.1f} seconds>", add_special_tokens=False)
+                blocks += [self.ids.vision_start] + [pad] * n + [self.ids.vision_end]
+            try:
+                first_pad = ids.index(pad, i)
+            except ValueError:
+                raise VideoRequestError(f"request {index}: the prompt holds the pads of {k} videos but "
+                                        f"{len(request.videos)} videos are given") from None
+            start = first_pad - blocks.index(pad)
+            if start < i or ids[start:start + len(blocks)] != blocks:
+                raise VideoRequestError(
+                    f"request {index}, video {k}: the prompt does not hold its {t} blocks of `<t seconds>"
+                    f"<|vision_start|>` + {n} <|video_pad|> + `<|vision_end|>` (grid {(t, h, w)}, Qwen3-VL layout)")
+            out += ids[i:start] + self._video_target
+            i = start + len(blocks)
+        if pad in ids[i:]:
+            raise VideoRequestError(f"request {index}: <|video_pad|> tokens after the last of its "
+                                    f"{len(request.videos)} videos")
+        return out + ids[i:]
+
+    def _timestamps(self, index: int, k: int, video: VideoInput) -> list[float]:
+        stamps = patch_timestamps(video.frame_times_s, self.ids.temporal_patch_size)
+        if len(stamps) != video.grid_thw[0]:
+            raise VideoRequestError(f"request {index}, video {k}: {len(video.frame_times_s)} frame times make "
+                                    f"{len(stamps)} temporal patches, the grid has {video.grid_thw[0]}")
+        return stamps
 
     @staticmethod
     def _check_params(index: int, p: SamplingParams) -> None:
@@ -337,11 +400,16 @@ class VLLMBackend:
     def _video_data(self, videos: list[VideoInput], digests: list[str]) -> dict[str, torch.Tensor]:
         for d in digests:
             self._embed_cache.move_to_end(d)
-        return {
+        data = {
             "video_embeds": torch.cat([self._embed_cache[d] for d in digests]),
             "video_grid_thw": torch.tensor([list(v.grid_thw) for v in videos], dtype=torch.long),
-            "second_per_grid_ts": torch.tensor([float(v.second_per_grid_t) for v in videos], dtype=torch.float32),
         }
+        if self.ids.qwen3:  # time is text: the patch times vLLM writes before each block
+            data["timestamps"] = [torch.tensor(self._timestamps(0, k, v), dtype=torch.float64)
+                                  for k, v in enumerate(videos)]
+        else:
+            data["second_per_grid_ts"] = torch.tensor([float(v.second_per_grid_t) for v in videos], dtype=torch.float32)
+        return data
 
     def _sampling_params(self, p: SamplingParams, n: int):
         from vllm import SamplingParams as VSamplingParams

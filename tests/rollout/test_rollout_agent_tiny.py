@@ -84,7 +84,7 @@ def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, 
             return r.run(rows, group_size, params)
 
         def policy_ids(self):
-            return s.tokenizer.pad_token_id, s.model.config.video_token_id, r.mrope
+            return s.tokenizer.pad_token_id, s.model.config.video_token_id, r.mrope, r.spec
 
     batch, rewards, m = Trainer(cfg, InProcess(), log=lambda _: None).rollout(step=0)
     assert m["sampling_rounds"] in (1, 2) and m["groups_dropped"] >= 0
