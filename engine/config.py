@@ -229,6 +229,9 @@ class RayConfig:
     sync_bucket_mb: int | None = ruled(None, lambda v: v is None or v >= 1,
                                        'null or an integer >= 1')
     sync_checksum: bool = True  # rollout workers verify every bucket
+    # How long a sync collective may wait for its peer. Syncs start only once every worker is idle, so this bounds
+    # one transfer, not a rollout.
+    sync_timeout_s: float = ruled(300.0, lambda v: v > 0, 'a number of seconds > 0')
 
 
 @dataclass

@@ -69,7 +69,8 @@ class LearnerWorker:
         if self.sender is not None and self.sender.group is not None:
             self.sender.group.close()
         if self.rank == 0:
-            group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo")
+            group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo",
+                                    timeout_s=self.cfg.ray.sync_timeout_s)
         dtype = None if self.cfg.model.dtype == "float32" else getattr(torch, self.cfg.model.dtype)
         mb = self.cfg.ray.sync_bucket_mb
         self.sender = WeightSender(group, bucket_bytes=None if mb is None else mb << 20, dtype=dtype)
@@ -124,8 +125,14 @@ class RolloutWorker:
 
         if self.receiver is not None:
             self.receiver.group.close()
-        group = init_sync_group(host, port, rank, world_size, backend="nccl" if torch.cuda.is_available() else "gloo")
+        group = init_sync_group(host, port, rank, world_size, backend="nccl" if torch.cuda.is_available() else "gloo",
+                                timeout_s=self.cfg.ray.sync_timeout_s)
         self.receiver = WeightReceiver(group)
+
+    def idle(self) -> int:
+        """Returns once every call queued before it (a rollout) has finished: the sync handshake. The version of
+        the weights held."""
+        return self.rollout.backend.weight_version
 
     def receive_weights(self) -> int:
         return self.receiver.receive(self.rollout.backend.load_weights)

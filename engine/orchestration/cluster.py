@@ -8,6 +8,7 @@ group is rebuilt and the restarted worker has the current weights, so no sample 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from typing import Callable
@@ -99,6 +100,7 @@ class Cluster:
         self._records = ray.put(records)
         ray.get(self._building + [w.start.remote(self._records) for w in self.workers])
         self.version = -1  # the first sync sends version 0
+        self._sync_lock = threading.Lock()  # one-step-off: the rollout thread may sync (recovering a worker) too
         self.restarts = 0
         self._join_sync()
         self.sync_weights()
@@ -113,12 +115,19 @@ class Cluster:
 
     def sync_weights(self, newer_than: int = -1) -> float:
         """Broadcast the learners' weights under a new version number, above every earlier one and above
-        `newer_than` (a resumed checkpoint's); the version is owned here. Returns seconds taken."""
-        self.version = max(self.version, newer_than) + 1
-        t0 = time.perf_counter()
-        ray.get([lw.send_weights.remote(self.version) for lw in self.learners]
-                + [w.receive_weights.remote() for w in self.workers])
-        return time.perf_counter() - t0
+        `newer_than` (a resumed checkpoint's); the version is owned here. Returns seconds taken.
+
+        Handshake first: the broadcast starts only once every worker has finished what it was running (one-step-off
+        training syncs while the next rollout runs). Otherwise learner rank 0 would wait inside the collective for
+        a busy worker, the other ranks behind it, until the group's timeout aborted the run. One sync at a time:
+        a rollout thread recovering a worker may sync too."""
+        with self._sync_lock:
+            ray.get([w.idle.remote() for w in self.workers])
+            self.version = max(self.version, newer_than) + 1
+            t0 = time.perf_counter()
+            ray.get([lw.send_weights.remote(self.version) for lw in self.learners]
+                    + [w.receive_weights.remote() for w in self.workers])
+            return time.perf_counter() - t0
 
     def _recover(self) -> None:
         """After a worker died: wait for Ray's restart, rebuild the sync group, resend the current weights
