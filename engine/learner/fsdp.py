@@ -12,10 +12,12 @@ gets the *same full batch*; each computes the same plan (engine.learner.microbat
     averages gradients over ranks, so each rank back-propagates world_size times its part;
   * log-probs come from kernels.linear_logprob on the last hidden states (engine.learner.logprob);
   * a non-finite loss or gradient norm anywhere skips the optimizer step on every rank, is logged and counted.
+
+Building it costs each rank its shards, not the model: policy and reference are created on the meta device,
+sharded, then materialised shard by shard from rank 0's one full copy (see `_build_sharded`).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -35,7 +37,7 @@ from engine.learner.errors import LearnerBatchError
 from engine.learner.logprob import LogprobModel
 from engine.learner.options import LearnerConfig
 from engine.learner.policy import warmup_schedule
-from engine.model import load_policy
+from engine.model import load_policy, model_dir
 from engine.telemetry.phases import PhaseTimer
 from kernels import grpo_loss
 
@@ -55,6 +57,54 @@ def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> Logp
         fully_shard(layer, **kwargs)
     fully_shard(wrapper, **kwargs)
     return wrapper
+
+
+def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | None, device: torch.device,
+                   checkpointing: bool):
+    """(policy, reference or None, tokenizer, HF config), sharded, holding the initial weights.
+
+    Every rank builds both on the meta device (no memory) and shards them; only their shards are then allocated.
+    Rank 0 alone loads the checkpoint (full, fp32, through transformers, which knows every checkpoint layout)
+    and broadcasts it tensor by tensor: each rank keeps its shard (torch.distributed.checkpoint's
+    broadcast_from_rank0), so host memory per rank is its shards plus, on rank 0, one full copy while loading,
+    instead of a full model and a full reference on every rank. Buffers outside the state dict (rotary
+    frequencies) are broadcast from rank 0's copy too.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+
+    local = model_dir(config.model.path, config.model.seed, config.model.arch)
+    full, tokenizer = load_policy(str(local), dtype=torch.float32) if rank == 0 else (None, None)
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
+    hf_config = full.config if full is not None else AutoConfig.from_pretrained(local, local_files_only=True)
+    state = full.state_dict() if full is not None else {}
+    persistent = set(state) if full is not None else None
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+
+    def build(trainable: bool) -> LogprobModel:
+        with torch.device("meta"):
+            hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32)
+        if (local / "generation_config.json").is_file():
+            hf.generation_config = GenerationConfig.from_pretrained(local, local_files_only=True)
+        if trainable and checkpointing:
+            # Non-reentrant: recomputation re-enters FSDP's hooks, which gather each layer again.
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        hf.requires_grad_(trainable)
+        wrapper = _shard(LogprobModel(hf), mesh, mp)
+        wrapper.to_empty(device=device)
+        set_model_state_dict(wrapper.hf, dict(state), options=options)  # a copy: it replaces the dict's values
+        names = persistent if persistent is not None else set(wrapper.hf.state_dict())
+        for name, buf in wrapper.hf.named_buffers():
+            if name not in names:
+                if full is not None:
+                    buf.copy_(full.get_buffer(name))
+                dist.broadcast(buf, src=0)
+        return wrapper.train(trainable)
+
+    policy = build(True)
+    ref = build(False) if config.algo.kl_coef > 0 else None
+    return policy, ref, tokenizer, hf_config
 
 
 def _options(given) -> LearnerConfig:
@@ -89,15 +139,12 @@ class FSDPLearner:
             self.device = torch.device("cpu")
         self.mesh = init_device_mesh(self.device.type, (world_size,))
         # fp32 master weights; a lower cfg.model.dtype becomes FSDP's compute (param) dtype.
-        hf, self.tokenizer = load_policy(config.model.path, dtype=torch.float32, seed=config.model.seed,
-                                           arch=config.model.arch)
-        self.hf_config = hf.config
         compute = getattr(torch, config.model.dtype)  # model.dtype names a torch dtype
         mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,
                                                                          reduce_dtype=torch.float32)
-        ref = copy.deepcopy(hf).requires_grad_(False) if config.algo.kl_coef > 0 else None
-        self.policy = _shard(LogprobModel(hf), self.mesh, mp)
-        self.ref = None if ref is None else _shard(LogprobModel(ref), self.mesh, mp).eval()
+        self.policy, self.ref, self.tokenizer, self.hf_config = _build_sharded(
+            config, rank, self.mesh, mp, self.device, self.options.activation_checkpointing)
+        hf = self.policy.hf
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)
         self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)

@@ -68,7 +68,9 @@ def build_backend(cfg: Config):
     from engine.rollout.hf_backend import HFBackend
 
     model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed, arch=cfg.model.arch)
-    return HFBackend(model.eval(), tokenizer), tokenizer, model.config
+    # On the worker's GPU when it has one (Ray makes an actor's GPU its cuda:0); the backend follows the model.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HFBackend(model.to(device).eval(), tokenizer), tokenizer, model.config
 
 
 def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) -> GroupedRollout:

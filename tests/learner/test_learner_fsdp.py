@@ -35,6 +35,8 @@ BASE = ["optim.lr=1e-3", "optim.weight_decay=0.01", "optim.grad_clip=0.5", "opti
 LEARNERS = {
     "whole": ([], LearnerConfig(micro_batch_tokens=100_000, old_logp="rollout", keep_checkpoints=2)),
     "micro": ([], LearnerConfig(micro_batch_tokens=24, old_logp="rollout")),
+    # Activations recomputed in backward: the same step, bit for bit up to float reassociation.
+    "recompute_act": ([], LearnerConfig(micro_batch_tokens=24, old_logp="rollout", activation_checkpointing=True)),
     "seqnorm": (["algo.loss_agg=seq-mean-token-sum-norm", "algo.entropy_coef=0.01"],
                 LearnerConfig(micro_batch_tokens=24, old_logp="recompute")),
     # learner.fused_loss (the default) runs in every learner above; these two are the log-probs-then-loss
@@ -84,7 +86,12 @@ def _worker(rank, scenario, port, data, out):
             if name == "whole":
                 res["logp"] = learner.compute_logprobs(d["batch"])
                 res["ref_logp"] = learner.compute_logprobs(d["batch"], model="ref")
+            calls = []  # forward starts of one decoder layer in the update (recomputation starts it again; it stops
+            # early, once it has what backward needs, so a forward *post* hook would not see it)
+            hook = learner.hf.model.language_model.layers[0].register_forward_pre_hook(lambda *_: calls.append(1))
             res[f"{name}/m1"] = learner.update(d["batch"], d["adv1"])
+            hook.remove()
+            res[f"{name}/layer_calls"] = len(calls)
             res[f"{name}/w1"] = _full_weights(learner)
             if name == "micro":
                 # One row for two ranks (rank 1 has nothing: a zero-weight stand-in), then a video row beside
@@ -345,6 +352,14 @@ def test_fused_loss_step_equals_logprobs_then_loss(run):
     _assert_step_matches(r0["micro/w1"], r0["unfused/w1"], lr=1e-3)
     for k in ("loss", "clip_frac", "kl", "entropy", "ratio_mean", "grad_norm", "tokens", "logp_gap_max"):
         assert r0["micro/m1"][k] == pytest.approx(r0["unfused/m1"][k], rel=1e-5, abs=1e-7), k
+
+
+def test_activation_checkpointing_gives_the_same_step(run):
+    r0 = run["main"][0]
+    assert r0["recompute_act/layer_calls"] == 2 * r0["micro/layer_calls"] > 0  # each layer really ran again
+    _assert_step_matches(r0["recompute_act/w1"], r0["micro/w1"], lr=1e-3)
+    for k in ("loss", "clip_frac", "kl", "entropy", "grad_norm", "tokens"):
+        assert r0["recompute_act/m1"][k] == pytest.approx(r0["micro/m1"][k], rel=1e-5, abs=1e-7), k
 
 
 def test_micro_batching_equals_whole_shard(run):
