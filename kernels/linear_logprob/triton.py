@@ -32,12 +32,27 @@ class Tiles:
     stages: int
 
 
-def tiles() -> Tiles:
-    # One fixed config (no autotune): the interpreter cannot autotune, and a per-shape choice
-    # would break bit-identity between passes. 128x128x64 / 8 warps is the usual Hopper GEMM tile.
+SMEM_MARGIN = 16 << 10  # shared memory Triton keeps beside the pipelined tiles (reductions, layout changes)
+SMEM_DEFAULT = 99 << 10  # opt-in shared memory per block when the device does not say (sm_86/89: 99 KB)
+
+
+def tiles_for(elem_bytes: int, smem_bytes: int) -> Tiles:
+    """The deepest pipeline of 128x128 tiles whose stages fit `smem_bytes`: each stage holds a [128, BK] tile of
+    hidden and of weight. fp32 at 3 x 64 needs 192 KB, more than an A100's 163 KB; bf16 needs half."""
+    for stages, bk in ((3, 64), (2, 64), (2, 32), (1, 32)):
+        if stages * (128 + 128) * bk * elem_bytes + SMEM_MARGIN <= smem_bytes:
+            return Tiles(bm=128, bn=128, bk=bk, warps=8, stages=stages)
+    return Tiles(bm=64, bn=64, bk=32, warps=4, stages=1)
+
+
+def tiles(dtype: torch.dtype = torch.bfloat16, device: torch.device | None = None) -> Tiles:
+    """One config per (input dtype, device), never per shape (no autotune): the interpreter cannot autotune, and
+    a per-shape choice would break bit-identity between passes."""
     if interpreting():
         return Tiles(bm=32, bn=64, bk=32, warps=1, stages=1)
-    return Tiles(bm=128, bn=128, bk=64, warps=8, stages=3)
+    props = torch.cuda.get_device_properties(device if device is not None else torch.cuda.current_device())
+    smem = getattr(props, "shared_memory_per_block_optin", 0) or SMEM_DEFAULT
+    return tiles_for(torch.finfo(dtype).bits // 8, smem)
 
 
 def _split(vocab: int, bn: int) -> tuple[int, int]:
@@ -182,7 +197,7 @@ def _stats(hidden, weight, targets, temperature, ignore_index, z_buf=None):
     """Launch stats + combine on rows of `hidden`; z_buf (fp32 [n, V]) receives the logits if given."""
     n, hdim = hidden.shape
     v = weight.shape[0]
-    cfg = tiles()
+    cfg = tiles(hidden.dtype, hidden.device)
     per, n_split = _split(v, cfg.bn)
     dev = hidden.device
     m, s, a, zt = (torch.empty(n, n_split, dtype=torch.float32, device=dev) for _ in range(4))
@@ -204,7 +219,7 @@ def _stats(hidden, weight, targets, temperature, ignore_index, z_buf=None):
 
 def _dlogits(hidden, weight, targets, z_buf, lse, ent, g_logp, g_ent, dz, v_lo, v_hi, temperature, ignore_index):
     n, hdim = hidden.shape
-    cfg = tiles()
+    cfg = tiles(hidden.dtype, hidden.device)
     recompute = z_buf is None
     z_arg = dz if recompute else z_buf
     has_ge = g_ent is not None
@@ -221,12 +236,38 @@ def _dz_store_dtype(hidden: torch.Tensor) -> torch.dtype:
     return torch.float32 if interpreting() else hidden.dtype
 
 
-def _addmm_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc += a @ b with fp32 accumulation and no fp32 copy of a or b on CUDA."""
-    if acc.is_cuda and a.dtype != acc.dtype:
+_MIXED_ADDMM: dict[tuple, bool] = {}  # (device, input dtype) -> cuBLAS takes bf16/fp16 inputs into an fp32 output
+
+
+def mixed_addmm_supported(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `aten.addmm.dtype_out` (low-precision inputs, fp32 output) runs here, checked once by a tiny call
+    against the fp32 product: builds without the kernel raise, and a wrong result counts as unsupported."""
+    key = (str(device), dtype)
+    if key not in _MIXED_ADDMM:
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(16, 32, device=device, generator=g).to(dtype)
+        b = torch.randn(32, 8, device=device, generator=g).to(dtype)
+        acc = torch.ones(16, 8, device=device)
+        try:
+            torch.ops.aten.addmm.dtype_out(acc, a, b, torch.float32, out=acc)
+            ok = torch.allclose(acc, 1 + a.float() @ b.float(), atol=1e-4)
+        except (RuntimeError, NotImplementedError):
+            ok = False
+        _MIXED_ADDMM[key] = ok
+    return _MIXED_ADDMM[key]
+
+
+def _addmm_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows: int = 4096) -> None:
+    """acc += a @ b with fp32 accumulation: on CUDA with no fp32 copy of a or b when cuBLAS can (the probe above),
+    else through fp32 copies of `rows` rows of a at a time, which bounds the extra memory."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    elif acc.is_cuda and mixed_addmm_supported(acc.device, a.dtype):
         torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, out=acc)
     else:
-        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
+        b32 = b.to(acc.dtype)
+        for r0 in range(0, a.shape[0], rows):
+            acc[r0:r0 + rows].addmm_(a[r0:r0 + rows].to(acc.dtype), b32)
 
 
 def _contig(hidden, weight, targets):
@@ -249,7 +290,7 @@ def backward(hidden, weight, targets, lse, ent, g_logp, g_ent: Optional[torch.Te
     hidden, weight, targets = _contig(hidden, weight, targets)
     n, hdim = hidden.shape
     v = weight.shape[0]
-    cfg = tiles()
+    cfg = tiles(hidden.dtype, hidden.device)
     g_logp = g_logp.float().contiguous()
     g_ent = None if g_ent is None else g_ent.float().contiguous()
     elt = hidden.element_size()
@@ -277,7 +318,7 @@ def forward_backward(hidden, weight, targets, temperature: float, ignore_index: 
     hidden, weight, targets = _contig(hidden, weight, targets)
     n, hdim = hidden.shape
     v = weight.shape[0]
-    cfg = tiles()
+    cfg = tiles(hidden.dtype, hidden.device)
     # chunk starts are multiples of the row tile so each row sits in the same tile as in forward()
     rows = max(cfg.bm, (FUSED_BUFFER_BYTES // (v * (4 + hidden.element_size()))) // cfg.bm * cfg.bm)
     rows = min(rows, triton.cdiv(n, cfg.bm) * cfg.bm)

@@ -139,3 +139,28 @@ def test_torch_compile_traces_the_custom_op():
     lp2, en2 = linear_logprob(x2, weight, targets)
     (lp2.sum() + en2.sum()).backward()
     assert torch.equal(lp, lp2) and torch.allclose(x.grad, x2.grad)
+
+
+@pytest.mark.parametrize("smem_kb, dtype, stages", [(227, torch.float32, 3), (163, torch.float32, 2),
+                                                    (163, torch.bfloat16, 3), (99, torch.bfloat16, 2),
+                                                    (99, torch.float32, 2), (48, torch.float32, 1)])
+def test_tiles_fit_the_devices_shared_memory(smem_kb, dtype, stages):
+    """H100 227 KB, A100 163 KB, consumer cards 99 KB: the fixed 3-stage 128x128x64 fp32 tile (192 KB) fits only
+    the first; every choice fits its budget and depends on (dtype, device) alone."""
+    elem = torch.finfo(dtype).bits // 8
+    t = lt.tiles_for(elem, smem_kb << 10)
+    assert t.stages == stages
+    assert t.stages * (t.bm + t.bn) * t.bk * elem + lt.SMEM_MARGIN <= smem_kb << 10
+    assert (t.bm, t.bn) == (128, 128)  # the vocab split (a function of BN) stays the same on every device
+
+
+def test_addmm_fp32_fallback_accumulates_in_fp32():
+    """Where cuBLAS cannot take bf16 inputs into an fp32 output (here: CPU), row chunks of fp32 copies do it."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(37, 19, generator=g).to(torch.bfloat16)
+    b = torch.randn(19, 23, generator=g).to(torch.bfloat16)
+    acc = torch.randn(37, 23, generator=g)
+    want = acc.double() + a.double() @ b.double()
+    lt._addmm_fp32(acc, a, b, rows=8)
+    assert not lt.mixed_addmm_supported(torch.device("cpu"), torch.bfloat16)
+    assert torch.allclose(acc.double(), want, atol=1e-5)
