@@ -31,6 +31,13 @@ def rendezvous_address() -> tuple[str, int]:
     return ip, free_port(ip)
 
 
+def _teed(tensors, packer):
+    """The (name, tensor) stream, each tensor also copied into `packer` as it passes."""
+    for name, t in tensors:
+        packer.add(name, t)
+        yield name, t
+
+
 class LearnerWorker:
     """One FSDP2 rank. All ranks receive the same full batch; each trains its balanced shard of it.
 
@@ -43,6 +50,7 @@ class LearnerWorker:
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.learner = None
         self.sender = None
+        self.shared = None  # the buffer a colocated rollout worker loads from (engine/sync/ipc.py)
 
     def rendezvous(self) -> tuple[str, int]:
         return rendezvous_address()
@@ -68,15 +76,30 @@ class LearnerWorker:
         group = None
         if self.sender is not None and self.sender.group is not None:
             self.sender.group.close()
-        if self.rank == 0:
+        if self.rank == 0 and world_size > 1:  # world 1: the only worker is colocated, nothing to broadcast
             group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo",
                                     timeout_s=self.cfg.ray.sync_timeout_s)
         dtype = None if self.cfg.model.dtype == "float32" else getattr(torch, self.cfg.model.dtype)
         mb = self.cfg.ray.sync_bucket_mb
         self.sender = WeightSender(group, bucket_bytes=None if mb is None else mb << 20, dtype=dtype)
 
-    def send_weights(self, version: int) -> int:
-        return self.sender.send_module(self.learner.hf, version, checksum=self.cfg.ray.sync_checksum)
+    def send_weights(self, version: int, share: bool = False):
+        """Broadcast the weights to the sync group (every rank gathers); with `share`, rank 0 also packs them,
+        in the same pass, into a buffer for its colocated worker and returns the handle (None elsewhere)."""
+        from engine.sync import full_state_iter, state_specs
+        from engine.sync.ipc import SharedPacker
+
+        hf = self.learner.hf
+        tensors = full_state_iter(hf)
+        if share and self.rank == 0:
+            self.shared = SharedPacker(state_specs(hf), self.learner.device, self.sender.dtype)
+            tensors = _teed(tensors, self.shared)
+        self.sender.send(tensors, version, specs=state_specs(hf), checksum=self.cfg.ray.sync_checksum)
+        return self.shared.share(version) if share and self.rank == 0 else None
+
+    def release_shared(self) -> None:
+        self.shared.release()
+        self.shared = None
 
     def weights_digest(self) -> str:
         """Digest of the full (gathered) policy weights; collective, so every rank must call it."""
@@ -136,6 +159,12 @@ class RolloutWorker:
 
     def receive_weights(self) -> int:
         return self.receiver.receive(self.rollout.backend.load_weights)
+
+    def load_shared(self, shared) -> int:
+        """Weights from the colocated learner rank 0's buffer (engine/sync/ipc.py)."""
+        from engine.sync.ipc import load_shared
+
+        return load_shared(shared, self.rollout.backend.load_weights)
 
     def weights_digest(self) -> str:
         return self.rollout.backend.weights_digest()

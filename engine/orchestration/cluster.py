@@ -52,12 +52,14 @@ class Cluster:
         cfg = resolve(cfg, log)
         self.cfg = cfg
         self.log = log
-        gpu = torch.cuda.is_available()
         n_workers, n_learners = cfg.ray.rollout_workers, cfg.ray.learners
         wait_for_ray(cfg)  # the CLI began starting it before importing the trainer (orchestration/ray_start.py)
         if not cfg.ray.address and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
             stop_ray()  # a local instance started for a smaller layout (an earlier phase, another test)
             wait_for_ray(cfg)
+        # GPUs or not is the cluster's answer, not this process's: a driver on a CPU-only head node still runs its
+        # actors on the GPU nodes.
+        gpu = ray.cluster_resources().get("GPU", 0) >= 1
         # BLAS threads per actor. Rollout workers compute together, and learner ranks together, but the two
         # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
         cores = os.cpu_count() or 1
@@ -66,13 +68,17 @@ class Cluster:
         worker_threads = max(1, cores // (shared or max(1, n_workers)))  # SFT without evals has no worker
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
         place = [{} for _ in range(max(n_workers, n_learners))]
-        if gpu and cfg.ray.colocate:  # learner rank i and rollout worker i share the GPU of bundle i
+        # ray.colocate: learner rank i and rollout worker i share bundle i (its GPU, on GPUs). Worker 0 then takes the
+        # weights from learner rank 0 through a shared buffer (engine/sync/ipc.py: CUDA IPC on GPU), not the sync
+        # group: NCCL refuses two ranks on one device.
+        self.colocated = cfg.ray.colocate
+        if cfg.ray.colocate:
             from ray.util.placement_group import placement_group
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            group = placement_group([{"GPU": 1, "CPU": 2}] * n_learners, strategy="PACK")
+            group = placement_group([{"GPU": 1, "CPU": 2} if gpu else {"CPU": 2}] * n_learners, strategy="PACK")
             ray.get(group.ready())
-            res = {"num_gpus": 0.5, "num_cpus": 1}
+            res = {"num_gpus": 0.5, "num_cpus": 1} if gpu else {"num_cpus": 1}
             place = [{"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
                      for i in range(n_learners)]
         # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
@@ -107,11 +113,16 @@ class Cluster:
 
     # ------------------------------------------------------------------ weight sync
 
+    def _remote_workers(self) -> list:
+        """The workers the sync group broadcasts to: all but a colocated worker 0."""
+        return self.workers[1:] if self.colocated else self.workers
+
     def _join_sync(self) -> None:
-        """(Re)build the sync group: learner rank 0 is rank 0, worker i is rank i + 1."""
-        (host, port), world = ray.get(self.learners[0].rendezvous.remote()), 1 + len(self.workers)
+        """(Re)build the sync group: learner rank 0 is rank 0, the k-th remote worker is rank k + 1."""
+        remote = self._remote_workers()
+        (host, port), world = ray.get(self.learners[0].rendezvous.remote()), 1 + len(remote)
         ray.get([lw.join_sync.remote(host, port, world) for lw in self.learners]
-                + [w.join_sync.remote(host, port, i + 1, world) for i, w in enumerate(self.workers)])
+                + [w.join_sync.remote(host, port, i + 1, world) for i, w in enumerate(remote)])
 
     def sync_weights(self, newer_than: int = -1) -> float:
         """Broadcast the learners' weights under a new version number, above every earlier one and above
@@ -125,8 +136,11 @@ class Cluster:
             ray.get([w.idle.remote() for w in self.workers])
             self.version = max(self.version, newer_than) + 1
             t0 = time.perf_counter()
-            ray.get([lw.send_weights.remote(self.version) for lw in self.learners]
-                    + [w.receive_weights.remote() for w in self.workers])
+            shared = ray.get([lw.send_weights.remote(self.version, self.colocated) for lw in self.learners]
+                             + [w.receive_weights.remote() for w in self._remote_workers()])[0]
+            if self.colocated:  # worker 0 loads from rank 0's buffer, which is freed once it has
+                ray.get(self.workers[0].load_shared.remote(shared))
+                ray.get(self.learners[0].release_shared.remote())
             return time.perf_counter() - t0
 
     def _recover(self) -> None:
