@@ -47,6 +47,9 @@ class ThinkThenCall:
         self.hf, self.tok, self.think, self.calls, self.duration = hf, tokenizer, think, calls, duration
         self.weight_version = 0
 
+    def check(self, request: Request) -> None:
+        self.hf.check(request)
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         end = self.tok.convert_tokens_to_ids("<|im_end|>")
         inner = []

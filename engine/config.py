@@ -111,6 +111,12 @@ class RolloutConfig:
     # threads running tool calls under generation; 0 = inline (serialised)
     tool_workers: int = ruled(4, lambda v: 0 <= v <= 256,
                               'an integer in [0, 256]')
+    # vLLM: the engine's context length; "auto" sizes it from the budgets above (engine/rollout/limits.py). A
+    # request longer than it fails its sample, not the run.
+    max_model_len: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 256, "'auto' or an integer >= 256")
+    # vLLM: share of the GPU's memory the engine takes (weights + KV cache); "auto": 0.45 colocated, else 0.85
+    gpu_memory_utilization: float | Literal["auto"] = ruled("auto", lambda v: v == "auto" or 0 < v <= 1,
+                                                            "'auto' or a number in (0, 1]")
 
     @property
     def max_trajectory_tokens(self) -> int:

@@ -70,6 +70,9 @@ class TeacherBackend:
         self.tok, self.end_id, self.script = tokenizer, end_id, script
         self.weight_version = 0
 
+    def check(self, request: Request) -> None:
+        """A scripted turn needs no model: every request runs."""
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         out = []
         for r in requests:

@@ -158,7 +158,13 @@ class RolloutWorker:
         return self.rollout.backend.weight_version
 
     def receive_weights(self) -> int:
-        return self.receiver.receive(self.rollout.backend.load_weights)
+        backend = self.rollout.backend
+        if not getattr(backend, "loads_once", False):
+            return self.receiver.receive(backend.load_weights)  # bucket by bucket, into the model's tensors
+        staged: list = []  # the bucket buffers are reused: keep copies until the whole sync is in
+        version = self.receiver.receive(lambda named, _: staged.extend((n, t.clone()) for n, t in named))
+        backend.load_weights(staged, version)
+        return version
 
     def load_shared(self, shared) -> int:
         """Weights from the colocated learner rank 0's buffer (engine/sync/ipc.py)."""

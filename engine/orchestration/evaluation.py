@@ -46,7 +46,9 @@ class BlankVideoService:
 
 
 def _blank(clip):
-    return replace(clip, frames=torch.zeros_like(clip.frames), pixel_values=torch.zeros_like(clip.pixel_values))
+    # Another key: caches keyed on the decode identity must not hand back the real clip's embeddings.
+    return replace(clip, frames=torch.zeros_like(clip.frames), pixel_values=torch.zeros_like(clip.pixel_values),
+                   key=None if clip.key is None else (*clip.key, "blank"))
 
 
 def blanked(rollout: GroupedRollout) -> GroupedRollout:

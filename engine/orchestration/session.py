@@ -62,8 +62,12 @@ def build_backend(cfg: Config):
         path = str(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch))
         tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
         check_vocab(config, tokenizer)
+        from engine.rollout import limits
+
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
-        backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed)
+        backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
+                              max_model_len=limits.max_model_len(cfg, vision_spec(config)),
+                              gpu_memory_utilization=limits.gpu_memory_utilization(cfg))
         return backend, tokenizer, config
     from engine.rollout.hf_backend import HFBackend
 

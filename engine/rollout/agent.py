@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import ToolCallError
+from engine.errors import ToolCallError, VideoRequestError
 from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample, ToolEvent, VideoInput
 from engine.rollout.seeds import SeedTable
@@ -78,6 +78,7 @@ class LoopStats:
     wait_s: float = 0.0  # the loop blocked with nothing to generate, waiting on tools
     generated_tokens: int = 0
     tool_calls: int = 0
+    refused: int = 0  # samples ended because the backend refused their next request (why: in their trace)
 
 
 @dataclass
@@ -153,6 +154,9 @@ class AgentLoop:
                 if not ready:
                     break
                 requests = [self._request(t, params, seeds) for t in ready]
+                ready, requests = self._accepted(ready, requests, stats)
+                if not ready:
+                    continue
                 t0 = time.perf_counter()
                 gens = self.backend.generate(requests)
                 stats.generate_s += time.perf_counter() - t0
@@ -169,6 +173,24 @@ class AgentLoop:
         return [self._sample(t) for t in trajs], stats
 
     # ------------------------------------------------------------------ one round
+
+    def _accepted(self, trajs: list[_Traj], requests: list[Request], stats: LoopStats
+                  ) -> tuple[list[_Traj], list[Request]]:
+        """The requests the backend can run; a refused one (too long for the engine, a video it cannot take) ends
+        its sample as `refused`, counted, with the reason in its trace, and the rest go on."""
+        keep_t, keep_r = [], []
+        for t, r in zip(trajs, requests):
+            try:
+                self.backend.check(r)
+            except (VideoRequestError, ValueError) as e:
+                t.finish_reason = "refused"
+                t.counters["refused_request"] = t.counters.get("refused_request", 0) + 1
+                t.trace.append(ToolEvent(len(t.turn_starts), "refused", None, None, False, "", str(e)))
+                stats.refused += 1
+                continue
+            keep_t.append(t)
+            keep_r.append(r)
+        return keep_t, keep_r
 
     def _request(self, t: _Traj, params: SamplingParams, seeds: SeedTable) -> Request:
         budget = min(self.cfg.max_tokens_per_turn, params.max_new_tokens, self.cfg.max_total_tokens - t.generated)

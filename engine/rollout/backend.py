@@ -52,6 +52,10 @@ class Generation:
 
 
 class Backend(Protocol):
+    def check(self, request: Request) -> None:
+        """Raise VideoRequestError / ValueError, naming what is wrong, when this request cannot run as given (the
+        agent loop then fails that sample alone instead of the whole batch)."""
+
     def generate(self, requests: list[Request]) -> list[Generation]: ...
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> None: ...

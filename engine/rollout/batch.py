@@ -30,7 +30,9 @@ class ToolEvent:
     """One entry of a trajectory's tool trace: what was called, what came back, how long it took."""
 
     turn: int
-    kind: str  # "tool" (a <tool_call>), "relook" (a closed <time> span), "error" (unparseable output)
+    # "tool" (a <tool_call>), "relook" (a closed <time> span), "error" (unparseable output), "refused" (the backend
+    # could not run the sample's next request: too long for the engine, a video it cannot take)
+    kind: str
     name: str | None  # the tool's name when one could be read
     arguments: Any  # the parsed arguments, or the raw text when parsing failed
     ok: bool

@@ -88,7 +88,7 @@ class GroupedRollout:
     def _build(self, row) -> Prompt:
         clip = self.video.sample(str(row.video), self.frame_policy)
         video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t),
-                           float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s))
+                           float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s), clip.key)
         tools = self.registry.schemas() if self.mode == "agent" else None
         messages = build_messages(row, self.mode, self.loop_cfg.relook, self.layout)
         text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)

@@ -65,10 +65,14 @@ class VthinkWorkerExtension:
     @torch.inference_mode()
     def vthink_video_embeds(self, pixel_values: torch.Tensor, grid_thw: list[list[int]]) -> torch.Tensor:
         """The vision tower's merged-patch embeddings of concatenated videos, on CPU."""
+        from vllm.forward_context import set_forward_context
+
         model = self.model_runner.get_model()
         visual = model.visual
         device = next(visual.parameters()).device
-        embeds = visual(pixel_values.to(device=device, dtype=visual.dtype), grid_thw=grid_thw)
+        # Inside a forward context, as the engine runs its own encoder: vLLM's attention layers read it.
+        with set_forward_context(None, self.vllm_config):
+            embeds = visual(pixel_values.to(device=device, dtype=visual.dtype), grid_thw=grid_thw)
         return embeds.to("cpu")
 
     def vthink_param_pointers(self) -> dict[str, int]:
@@ -134,7 +138,10 @@ def _checkpoint_shapes(model_dir: Path, digests: dict[str, bytes] | None = None)
 
 
 def _video_digest(video: VideoInput) -> str:
-    # Content key for the embedding cache: two VideoInputs with equal patches share embeddings.
+    """Key of the embedding cache: the decode identity (file, frames, crop, size) when the video service gave one,
+    which costs nothing; else a hash of the patches (hand-built inputs), which reads every byte."""
+    if video.key is not None:
+        return repr(video.key)
     h = hashlib.blake2b(digest_size=16)
     pv = video.pixel_values.detach().contiguous().cpu()
     h.update(str((tuple(pv.shape), str(pv.dtype), tuple(video.grid_thw))).encode())
@@ -144,6 +151,10 @@ def _video_digest(video: VideoInput) -> str:
 
 class VLLMBackend:
     """vLLM `LLM` engine behind the Backend contract; weights replaced in place, never restarted."""
+
+    # load_weights reloads the engine layer by layer and drops its caches: a sync hands it every tensor at once,
+    # not one call per bucket (engine/orchestration/actors.py).
+    loads_once = True
 
     def __init__(self, model_path: str | Path, *, dtype: str = "bfloat16", seed: int = 0,
                  gpu_memory_utilization: float = 0.5, max_model_len: int = 8192, max_videos_per_prompt: int = 8,
@@ -162,6 +173,7 @@ class VLLMBackend:
         from vllm import LLM  # vLLM is installed only where this backend runs (GPU boxes, .venv-vllm)
 
         self.ids = _read_token_ids(path)
+        self.max_model_len = int(max_model_len)
         # vLLM fuses and repacks weights, so its own tensors cannot be hashed in the HF layout: with
         # track_digest, the digest of every tensor the engine was given (at start and by load_weights).
         self._digests: dict[str, bytes] | None = {} if track_digest else None
@@ -244,6 +256,15 @@ class VLLMBackend:
 
     # ---- generation ----------------------------------------------------------------------------
 
+    def check(self, request: Request) -> None:
+        """VideoRequestError / ValueError when the engine would refuse `request`: a malformed prompt or video, bad
+        sampling parameters, or a prompt that leaves no room under max_model_len."""
+        self._prompt_ids(0, request)
+        self._check_params(0, request.params)
+        if len(request.prompt_ids) >= self.max_model_len:
+            raise VideoRequestError(f"the prompt holds {len(request.prompt_ids)} tokens, the engine's max_model_len is "
+                                    f"{self.max_model_len} (rollout.max_model_len)")
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         if not requests:
             return []
@@ -279,7 +300,10 @@ class VLLMBackend:
             if first.videos:
                 prompt["multi_modal_data"] = {"video": self._video_data(first.videos, digests[group[0]])}
             vllm_prompts.append(prompt)
-            vllm_params.append(self._sampling_params(first.params, n=len(group)))
+            # The context ends the continuation at max_model_len, as max_new_tokens would (finish "length").
+            room = self.max_model_len - len(first.prompt_ids)
+            vllm_params.append(self._sampling_params(replace(first.params, max_new_tokens=min(
+                first.params.max_new_tokens, max(room, 1))), n=len(group)))
         outputs = self.llm.generate(vllm_prompts, vllm_params, use_tqdm=False)
 
         results: list[Generation | None] = [None] * len(requests)

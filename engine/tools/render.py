@@ -44,7 +44,7 @@ def observation_messages(obs: Observation) -> list[dict]:
 def video_inputs(obs: Observation) -> list[VideoInput]:
     """The clips as model inputs, each with the span of the source video it shows when VideoInput has one."""
     return [VideoInput(clip.pixel_values, tuple(int(v) for v in clip.grid_thw), float(clip.second_per_grid_t),
-                       float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s))
+                       float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s), clip.key)
             for clip in obs.clips]
 
 

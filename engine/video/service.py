@@ -221,7 +221,8 @@ class VideoService:
             rh, rw = target_size(height, width, len(indices), policy, self.spec.factor)
         except VideoRequestError as e:
             raise VideoRequestError(f"{path}: {e}") from None
-        pixel_values = self._pixel_values((fid, tuple(indices), pixel_box, rh, rw), frames, rh, rw)
+        key = (fid, tuple(indices), pixel_box, rh, rw)
+        pixel_values = self._pixel_values(key, frames, rh, rw)
         gh, gw = rh // self.spec.patch_size, rw // self.spec.patch_size
         times = [meta.frame_times_s[i] for i in indices]
         return Clip(path=path, frames=frames, frame_indices=torch.tensor(indices, dtype=torch.int64),
@@ -229,7 +230,7 @@ class VideoService:
                     grid_thw=(pixel_values.shape[0] // (gh * gw), gh, gw),
                     second_per_grid_t=second_per_grid_t(times, meta.fps), resized_hw=(rh, rw),
                     start_s=start_s, end_s=end_s, backend=self.backend_for(meta), bbox=bbox, notes=notes,
-                    cache_hits=hits, cache_misses=misses)
+                    cache_hits=hits, cache_misses=misses, key=(*key, self.spec.arch))
 
     def _pixel_values(self, key, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """The model input of `frames` resized to height x width: built once per key while cached."""

@@ -58,6 +58,7 @@ class Clip:
     notes: tuple[str, ...] = ()
     cache_hits: int = 0
     cache_misses: int = 0
+    key: tuple | None = None  # what was decoded: (file identity, frame indices, crop, resized size)
 
     @property
     def num_frames(self) -> int:
@@ -74,3 +75,4 @@ class VideoInput:
     start_s: float = 0.0  # the span of the source video it shows (tool observations: the requested one)
     end_s: float = 0.0
     frame_times_s: tuple[float, ...] = ()  # each frame's time in the source video (traces show them)
+    key: tuple | None = None  # Clip.key: equal keys, equal pixels (caches key on it instead of hashing pixels)

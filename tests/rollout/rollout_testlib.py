@@ -18,6 +18,10 @@ class ScriptedBackend:
         self.calls: list[Request] = []
         self.weight_version = 0
 
+    def check(self, request: Request) -> None:
+        if self.fallback is not None and request.params.seed not in self.script:
+            self.fallback.check(request)
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         self.calls.extend(requests)
         out: list[Generation | None] = [None] * len(requests)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from rollout_testlib import ScriptedBackend
 
+from engine.errors import VideoRequestError
 from engine.rollout.agent import LoopConfig
 from engine.rollout.backend import SamplingParams
 from engine.rollout.grouped import GroupedRollout
@@ -242,3 +243,30 @@ def test_returning_samples_are_batched_not_run_one_by_one(session):
     assert all(x.finish_reason == "stop" and x.tool_trace[0].ok for x in batch.samples)
     assert sizes[:2] == [4, 2]  # sample 0 waited for 1 (not a round of its own), and not for the stragglers
     assert sum(sizes) == 2 * g and stats.loop.wait_s > 0
+
+
+def test_a_request_the_backend_refuses_fails_its_sample_not_the_batch(session):
+    """The engine refuses the second turn of sample 1 (say, longer than vLLM's max_model_len): that sample ends
+    as `refused`, with the reason in its trace; sample 0 runs to its answer; nothing raises."""
+    scripts = [[[call("frame_zoom", start=1, end=3), ANSWER]] * 2]
+    kw = dict(tools=True, max_turns=4, max_tokens_per_turn=200, max_total_tokens=1000, max_visual_tokens=10_000,
+              tool_workers=0)
+    cfg = LoopConfig(**kw)
+    seeds = SeedTable(BASE, 1, 2, cfg.max_turns)
+    script = {seeds(0, s, t): text for s, turns in enumerate(scripts[0]) for t, text in enumerate(turns)}
+    refused_seed = seeds(0, 1, 1)
+
+    class Refusing(ScriptedBackend):
+        def check(self, request):
+            if request.params.seed == refused_seed:
+                raise VideoRequestError("the prompt holds 9000 tokens, the engine's max_model_len is 8192")
+
+    tok = session.tokenizer
+    r = GroupedRollout(Refusing(tok, script), tok, session.rollout.video, session.rollout.frame_policy, cfg,
+                       default_registry(), "agent", mrope=session.rollout.mrope)
+    batch, stats = r.run(session.train_rows[:1], 2, SamplingParams(max_new_tokens=200, seed=BASE))
+    ok, refused = batch.samples
+    assert ok.finish_reason == "stop" and ok.turns == 2
+    assert refused.finish_reason == "refused" and refused.counters == {"refused_request": 1}
+    assert refused.tool_trace[-1].kind == "refused" and "max_model_len" in refused.tool_trace[-1].error
+    assert stats.loop.refused == 1

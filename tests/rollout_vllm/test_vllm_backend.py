@@ -380,3 +380,16 @@ def test_vllm_weights_digest_tracks_what_the_engine_holds(backend, ref):
     finally:
         backend.load_weights([("lm_head.weight", ref.lm_head.weight)], version=backend.weight_version + 1)
     assert backend.weights_digest() == weights_digest(ref.named_parameters())
+
+
+def test_vllm_refuses_a_prompt_longer_than_its_context_and_caps_the_rest(backend, tok):
+    """A prompt at max_model_len is refused by check (the agent loop then fails that sample alone); one just below
+    it runs, its continuation cut at the context's end instead of raising."""
+    n = backend.max_model_len
+    long = tok(" a", add_special_tokens=False)["input_ids"][:1] * n  # an ordinary token, repeated
+    with pytest.raises(VideoRequestError, match="max_model_len"):
+        backend.check(Request(long, [], SamplingParams(max_new_tokens=4)))
+    near = long[: n - 3]
+    backend.check(Request(near, [], SamplingParams(max_new_tokens=50)))
+    g = backend.generate([Request(near, [], SamplingParams(max_new_tokens=50, seed=1))])[0]
+    assert g.finish_reason == "length" and 1 <= len(g.token_ids) <= 3
