@@ -31,6 +31,14 @@ def rendezvous_address() -> tuple[str, int]:
     return ip, free_port(ip)
 
 
+def _close(group) -> None:
+    """Close an old sync group; one that was aborted, or whose peer died, may fail to: it is dropped anyway."""
+    try:
+        group.close()
+    except Exception:  # noqa: BLE001 - a broken group's shutdown has nothing left to release
+        pass
+
+
 def _teed(tensors, packer):
     """The (name, tensor) stream, each tensor also copied into `packer` as it passes."""
     for name, t in tensors:
@@ -75,7 +83,7 @@ class LearnerWorker:
 
         group = None
         if self.sender is not None and self.sender.group is not None:
-            self.sender.group.close()
+            _close(self.sender.group)
         if self.rank == 0 and world_size > 1:  # world 1: the only worker is colocated, nothing to broadcast
             group = init_sync_group(host, port, 0, world_size, backend="nccl" if torch.cuda.is_available() else "gloo",
                                     timeout_s=self.cfg.ray.sync_timeout_s)
@@ -96,6 +104,12 @@ class LearnerWorker:
             tensors = _teed(tensors, self.shared)
         self.sender.send(tensors, version, specs=state_specs(hf), checksum=self.cfg.ray.sync_checksum)
         return self.shared.share(version) if share and self.rank == 0 else None
+
+    def abort_sync(self) -> None:
+        """Abort rank 0's side of the sync group (a receiver died mid-broadcast); runs beside a blocked
+        send_weights, in the actor's own control thread (orchestration/cluster.py)."""
+        if self.sender is not None and self.sender.group is not None:
+            self.sender.group.abort()
 
     def release_shared(self) -> None:
         self.shared.release()
@@ -147,7 +161,7 @@ class RolloutWorker:
         from engine.sync import WeightReceiver, init_sync_group
 
         if self.receiver is not None:
-            self.receiver.group.close()
+            _close(self.receiver.group)
         group = init_sync_group(host, port, rank, world_size, backend="nccl" if torch.cuda.is_available() else "gloo",
                                 timeout_s=self.cfg.ray.sync_timeout_s)
         self.receiver = WeightReceiver(group)

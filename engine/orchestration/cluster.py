@@ -82,7 +82,8 @@ class Cluster:
             place = [{"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
                      for i in range(n_learners)]
         # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
-        learner_cls = ray.remote(**res)(LearnerWorker)
+        # "control": a second thread for abort_sync, which must run while send_weights is blocked.
+        learner_cls = ray.remote(concurrency_groups={"control": 1}, **res)(LearnerWorker)
         self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, learner_threads)
                          for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
@@ -133,21 +134,49 @@ class Cluster:
         a busy worker, the other ranks behind it, until the group's timeout aborted the run. One sync at a time:
         a rollout thread recovering a worker may sync too."""
         with self._sync_lock:
-            ray.get([w.idle.remote() for w in self.workers])
-            self.version = max(self.version, newer_than) + 1
             t0 = time.perf_counter()
-            shared = ray.get([lw.send_weights.remote(self.version, self.colocated) for lw in self.learners]
-                             + [w.receive_weights.remote() for w in self._remote_workers()])[0]
-            if self.colocated:  # worker 0 loads from rank 0's buffer, which is freed once it has
-                ray.get(self.workers[0].load_shared.remote(shared))
-                ray.get(self.learners[0].release_shared.remote())
-            return time.perf_counter() - t0
+            for attempt in range(3):
+                try:
+                    self._sync_once(newer_than)
+                    return time.perf_counter() - t0
+                except ACTOR_LOST:
+                    if attempt == 2:
+                        raise
+                    self.restarts += 1
+                    self.log("a rollout worker died during a weight sync; waiting for its restart, rebuilding the "
+                             "sync group and sending the weights again")
+                    self._restart_workers()
+                    self._join_sync()
+            raise AssertionError("unreachable")
+
+    def _sync_once(self, newer_than: int) -> None:
+        ray.get([w.idle.remote() for w in self.workers])
+        self.version = max(self.version, newer_than) + 1
+        sends = [lw.send_weights.remote(self.version, self.colocated) for lw in self.learners]
+        try:
+            ray.get([w.receive_weights.remote() for w in self._remote_workers()])
+        except ACTOR_LOST:
+            # Rank 0 may be waiting for the dead receiver inside the collective (NCCL would until its timeout,
+            # then its watchdog kills the learner): abort its side, so the send returns now, and let it fail.
+            ray.get(self.learners[0].abort_sync.options(concurrency_group="control").remote())
+            ray.wait(sends, num_returns=len(sends))
+            raise
+        shared = ray.get(sends)[0]
+        if self.colocated:  # worker 0 loads from rank 0's buffer, which is freed once it has
+            ray.get(self.workers[0].load_shared.remote(shared))
+            ray.get(self.learners[0].release_shared.remote())
 
     def _recover(self) -> None:
         """After a worker died: wait for Ray's restart, rebuild the sync group, resend the current weights
         (under a new version number: a sync group's versions only increase)."""
         self.restarts += 1
         self.log("a rollout worker died; waiting for its restart, then re-syncing the weights")
+        self._restart_workers()
+        self._join_sync()
+        self.sync_weights()
+
+    def _restart_workers(self) -> None:
+        """Wait until Ray has restarted every dead worker and each has its records again."""
         deadline = time.monotonic() + 600
         while True:
             try:
@@ -157,8 +186,6 @@ class Cluster:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-        self._join_sync()
-        self.sync_weights()
 
     # ------------------------------------------------------------------ rollout
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -50,6 +51,7 @@ class SyncGroup:
     device: torch.device
     timeout: timedelta
     store: dist.Store = field(repr=False)  # kept alive: on rank 0 it is the TCP server
+    impl: Any = field(default=None, repr=False)  # the backend object (ProcessGroupNCCL / ProcessGroupGloo)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> dist.Work:
         """Asynchronous in-place broadcast of a contiguous tensor from group rank `src`."""
@@ -62,6 +64,13 @@ class SyncGroup:
     def close(self) -> None:
         """Release the backend's connections; the group cannot be used afterwards."""
         self.pg.shutdown()
+
+    def abort(self) -> None:
+        """Make a collective stuck on a dead peer return with an error now, not at the timeout: NCCL waits for it
+        until then, and its watchdog then takes the whole process down. Gloo notices a closed peer by itself.
+        The group is unusable afterwards: rebuild it (init_sync_group with a fresh port)."""
+        if self.backend == "nccl" and hasattr(self.impl, "abort"):
+            self.impl.abort()
 
 
 def init_sync_group(host: str, port: int, rank: int, world_size: int, backend: str = "gloo",
@@ -107,5 +116,9 @@ def init_sync_group(host: str, port: int, rank: int, world_size: int, backend: s
         impl = dist.ProcessGroupNCCL(prefix, rank, world_size, opts)
         kind = dist.ProcessGroup.BackendType.NCCL
     pg._set_default_backend(kind)
+    # As vLLM's stateless_init_torch_distributed_process_group does: every member starts its collective sequence
+    # numbers from the same store-agreed value, which NCCL's flight recorder and desync checks rely on.
+    if hasattr(impl, "_set_sequence_number_for_group"):
+        impl._set_sequence_number_for_group()
     pg._register_backend(torch.device(dev.type), kind, impl)
-    return SyncGroup(pg, rank, world_size, backend, dev, timeout, store)
+    return SyncGroup(pg, rank, world_size, backend, dev, timeout, store, impl)

@@ -131,7 +131,13 @@ class WeightSender:
             for _ in named_tensors:
                 pass
         else:
-            self._send(iter(named_tensors), layout, version, checksum)
+            tensors = iter(named_tensors)
+            try:
+                self._send(tensors, layout, version, checksum)
+            except BaseException:
+                for _ in tensors:  # a failed broadcast (a receiver died) must not strand the others' gathers
+                    pass
+                raise
         self.version = version
         return version
 

@@ -1,0 +1,44 @@
+"""A rollout worker that dies in the middle of a weight broadcast: the sender is released at once (its side of the
+group aborted on NCCL; gloo sees the closed peer), Ray restarts the worker, the sync group is rebuilt and the
+weights are sent again; training goes on and every worker ends with the learner's weights."""
+import os
+from pathlib import Path
+
+from engine.config import load_config
+from engine.orchestration import cluster as cluster_module
+from engine.orchestration.actors import RolloutWorker
+from engine.orchestration.trainer import Trainer
+from engine.telemetry.metrics import MetricsLog
+
+
+def test_a_worker_dying_mid_broadcast_is_restarted_and_resynced(tmp_path, monkeypatch):
+    marker = str(tmp_path / "died")
+
+    class DiesOnce(RolloutWorker):  # dies inside its second sync's receive (the first is the cluster's start)
+        def receive_weights(self):
+            if self.receiver.version is not None and not os.path.exists(marker):
+                Path(marker).touch()
+                os._exit(1)
+            return super().receive_weights()
+
+    monkeypatch.setattr(cluster_module, "RolloutWorker", DiesOnce)
+    cfg = load_config(None, [
+        f"data.dir={tmp_path / 'data'}", "data.num_videos=4", "data.duration_s=4",
+        "video.fps=1", "video.min_frames=2", "video.max_frames=2", "video.max_pixels=12544",
+        "rollout.group_size=2", "rollout.max_new_tokens=8", "trainer.prompts_per_step=2",
+        f"trainer.output_dir={tmp_path / 'run'}", "trainer.checkpoint_every=0", "trainer.eval_every=0",
+        "optim.lr=1e-3", "sft.steps=0", "ray.rollout_workers=2", "ray.learners=1", "ray.sync_timeout_s=10",
+    ])
+    logs = []
+    cluster = cluster_module.Cluster(cfg, log=logs.append)
+    try:
+        trainer = Trainer(cfg, cluster, log=lambda _: None)
+        trainer.eval_rows = []
+        history = trainer.run(2, MetricsLog(tmp_path / "m", 2, tensorboard=False))
+        assert [m["step"] for m in history] == [0, 1]
+        assert os.path.exists(marker) and cluster.restarts >= 1
+        assert any("during a weight sync" in line for line in logs), logs
+        learner, workers = cluster.weights_digests()
+        assert workers == [learner, learner]
+    finally:
+        cluster.shutdown()
