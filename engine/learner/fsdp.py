@@ -19,6 +19,7 @@ sharded, then materialised shard by shard from rank 0's one full copy (see `_bui
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
 from typing import Iterator, Literal
@@ -82,9 +83,14 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
     persistent = set(state) if full is not None else None
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
 
+    # flash-attn, when installed (GPU only): padded rows are unpadded into one varlen call instead of SDPA over a
+    # dense [L, L] mask per row.
+    flash = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    attention = "flash_attention_2" if flash else "sdpa"
+
     def build(trainable: bool) -> LogprobModel:
         with torch.device("meta"):
-            hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32)
+            hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32, attn_implementation=attention)
         if (local / "generation_config.json").is_file():
             hf.generation_config = GenerationConfig.from_pretrained(local, local_files_only=True)
         if trainable and checkpointing:
