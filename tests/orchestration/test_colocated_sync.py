@@ -1,20 +1,15 @@
 """ray.colocate: rollout worker 0 shares learner rank 0's bundle and takes its weights from rank 0's shared buffer
 (engine/sync/ipc.py; CUDA IPC on a GPU, where NCCL refuses two ranks on one device), while worker 1 stays in the
 sync group. Real Ray actors and gloo on CPU; the GPU check pack runs the handoff with CUDA IPC."""
-from engine.config import load_config
+from ray_testlib import small_config
+
 from engine.orchestration.cluster import Cluster
 from engine.orchestration.trainer import Trainer
 from engine.telemetry.metrics import MetricsLog
 
 
 def test_colocated_worker_gets_the_weights_through_the_shared_buffer(tmp_path):
-    cfg = load_config(None, [
-        f"data.dir={tmp_path / 'data'}", "data.num_videos=4", "data.duration_s=4",
-        "video.fps=1", "video.min_frames=2", "video.max_frames=2", "video.max_pixels=12544",
-        "rollout.group_size=2", "rollout.max_new_tokens=8", "trainer.prompts_per_step=2",
-        f"trainer.output_dir={tmp_path / 'run'}", "trainer.checkpoint_every=0", "trainer.eval_every=0",
-        "optim.lr=1e-3", "sft.steps=0", "ray.rollout_workers=2", "ray.learners=2", "ray.colocate=true",
-    ])
+    cfg = small_config(tmp_path, "optim.lr=1e-3", "ray.rollout_workers=2", "ray.learners=2", "ray.colocate=true")
     cluster = Cluster(cfg, log=lambda _: None)
     try:
         assert cluster.colocated and cluster._remote_workers() == cluster.workers[1:]

@@ -2,7 +2,8 @@
 once every worker is idle (the handshake), never into a collective against a busy peer."""
 import time
 
-from engine.config import load_config
+from ray_testlib import small_config
+
 from engine.orchestration import cluster as cluster_module
 from engine.orchestration.actors import RolloutWorker
 from engine.orchestration.trainer import Trainer
@@ -19,14 +20,8 @@ def test_one_step_off_runs_to_the_end_with_a_worker_slower_than_the_sync_timeout
             return super().generate(*args)
 
     monkeypatch.setattr(cluster_module, "RolloutWorker", SlowWorker)
-    cfg = load_config(None, [
-        f"data.dir={tmp_path / 'data'}", "data.num_videos=4", "data.duration_s=4",
-        "video.fps=1", "video.min_frames=2", "video.max_frames=2", "video.max_pixels=12544",
-        "rollout.group_size=2", "rollout.max_new_tokens=8", "trainer.prompts_per_step=2",
-        f"trainer.output_dir={tmp_path / 'run'}", "trainer.checkpoint_every=0", "trainer.eval_every=0",
-        "trainer.one_step_off=true", "learner.old_logp=rollout", "sft.steps=0",
-        "ray.rollout_workers=1", "ray.learners=1", f"ray.sync_timeout_s={SYNC_TIMEOUT_S}",
-    ])
+    cfg = small_config(tmp_path, "trainer.one_step_off=true", "learner.old_logp=rollout", "ray.rollout_workers=1",
+                       "ray.learners=1", f"ray.sync_timeout_s={SYNC_TIMEOUT_S}")
     cluster = cluster_module.Cluster(cfg, log=lambda _: None)
     try:
         trainer = Trainer(cfg, cluster, log=lambda _: None)

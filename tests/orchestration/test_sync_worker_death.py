@@ -4,7 +4,8 @@ weights are sent again; training goes on and every worker ends with the learner'
 import os
 from pathlib import Path
 
-from engine.config import load_config
+from ray_testlib import small_config
+
 from engine.orchestration import cluster as cluster_module
 from engine.orchestration.actors import RolloutWorker
 from engine.orchestration.trainer import Trainer
@@ -22,13 +23,7 @@ def test_a_worker_dying_mid_broadcast_is_restarted_and_resynced(tmp_path, monkey
             return super().receive_weights()
 
     monkeypatch.setattr(cluster_module, "RolloutWorker", DiesOnce)
-    cfg = load_config(None, [
-        f"data.dir={tmp_path / 'data'}", "data.num_videos=4", "data.duration_s=4",
-        "video.fps=1", "video.min_frames=2", "video.max_frames=2", "video.max_pixels=12544",
-        "rollout.group_size=2", "rollout.max_new_tokens=8", "trainer.prompts_per_step=2",
-        f"trainer.output_dir={tmp_path / 'run'}", "trainer.checkpoint_every=0", "trainer.eval_every=0",
-        "optim.lr=1e-3", "sft.steps=0", "ray.rollout_workers=2", "ray.learners=1", "ray.sync_timeout_s=10",
-    ])
+    cfg = small_config(tmp_path, "optim.lr=1e-3", "ray.rollout_workers=2", "ray.learners=1", "ray.sync_timeout_s=10")
     logs = []
     cluster = cluster_module.Cluster(cfg, log=logs.append)
     try:
