@@ -80,7 +80,6 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     hf_config = full.config if full is not None else AutoConfig.from_pretrained(local, local_files_only=True)
     state = full.state_dict() if full is not None else {}
-    persistent = set(state) if full is not None else None
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
 
     # flash-attn, when installed (GPU only): padded rows are unpadded into one varlen call instead of SDPA over a
@@ -100,9 +99,9 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         wrapper = _shard(LogprobModel(hf), mesh, mp)
         wrapper.to_empty(device=device)
         set_model_state_dict(wrapper.hf, dict(state), options=options)  # a copy: it replaces the dict's values
-        names = persistent if persistent is not None else set(wrapper.hf.state_dict())
+        saved = set(wrapper.hf.state_dict())  # the same names on every rank, so the broadcasts below pair up
         for name, buf in wrapper.hf.named_buffers():
-            if name not in names:
+            if name not in saved:
                 if full is not None:
                     buf.copy_(full.get_buffer(name))
                 dist.broadcast(buf, src=0)
