@@ -84,10 +84,10 @@ class Cluster:
         # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
         # "control": a second thread for abort_sync, which must run while send_weights is blocked.
         learner_cls = ray.remote(concurrency_groups={"control": 1}, **res)(LearnerWorker)
-        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, learner_threads)
+        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, learner_threads, gpu)
                          for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, worker_threads) for i in range(n_workers)]
+        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, worker_threads, gpu) for i in range(n_workers)]
         # Rank 0's address goes to every rank as an object reference: Ray resolves it before `start` runs, so
         # nothing here waits for rank 0 to come up.
         address = self.learners[0].rendezvous.remote()

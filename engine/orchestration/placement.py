@@ -127,7 +127,13 @@ def resolve(cfg, log=print):
         return cfg
     from engine.model import model_dir
 
-    p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)))
+    import ray
+
+    from engine.orchestration.ray_start import wait_for_ray
+
+    wait_for_ray(cfg)  # the GPUs are the cluster's, not this process's: a driver may run on a CPU-only head node
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)), gpus=gpus)
     if cfg.ray.colocate and p.rollout_workers != p.learners:
         from engine.errors import ConfigError
 

@@ -50,8 +50,9 @@ def build_session(cfg: Config, log: Callable[[str], None] = print, data: Data | 
     )
 
 
-def build_backend(cfg: Config):
-    """(backend, tokenizer, model config) for rollout: transformers (cfg.rollout.backend "hf") or vLLM."""
+def build_backend(cfg: Config, device: str | None = None):
+    """(backend, tokenizer, model config) for rollout: transformers (cfg.rollout.backend "hf", on `device`: the
+    GPU Ray gave the worker, default CUDA when there is one) or vLLM."""
     if cfg.rollout.backend == "vllm":
         from transformers import AutoConfig, AutoTokenizer
 
@@ -72,8 +73,8 @@ def build_backend(cfg: Config):
     from engine.rollout.hf_backend import HFBackend
 
     model, tokenizer = load_policy(cfg.model.path, dtype=getattr(torch, cfg.model.dtype), seed=cfg.model.seed, arch=cfg.model.arch)
-    # On the worker's GPU when it has one (Ray makes an actor's GPU its cuda:0); the backend follows the model.
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # Ray makes an actor's GPU its cuda:0; the backend follows the model.
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return HFBackend(model.to(device).eval(), tokenizer), tokenizer, model.config
 
 
