@@ -1,11 +1,12 @@
-"""Host memory per learner rank while the learner is built: the sharded build (meta device, rank 0's one full copy
-broadcast shard by shard) against the full build it replaced (every rank: the full fp32 model, a deep-copied
+"""Host memory per learner rank while the learner is built: the sharded build (meta device, each rank reading only
+its own rows of the checkpoint) against the full build it replaced (every rank: the full fp32 model, a deep-copied
 reference, then shard both), side by side, on real gloo process groups.
 
 Each (build, world size) runs in fresh processes; every rank reports its peak resident memory during the build and
 its resident memory after it. Predicted, with P = the fp32 model's bytes and W ranks, on top of the runtime:
   full build:    every rank ~2P (model + reference) before sharding frees them, then 2P / W;
-  sharded build: rank 0 ~P (its full copy) + 2P / W, the others 2P / W.
+  sharded build: every rank 2P / W of shards, plus P / W of the checkpoint file it read, which is page cache
+                 mapped into the process (counted in RSS, but shared and reclaimable).
 Prints a table and writes bench/results/learner_build-<device>.json. Models are the sized presets of
 engine/model/sized.py (randomly initialised, written once under $VTHINK_CACHE).
 
@@ -107,7 +108,7 @@ def main() -> None:
             for r in range(a.world):
                 row = json.loads(Path(tmp, f"{build}-{r}.json").read_text())
                 base = row["start_gib"]
-                predicted = (2 * full_gib if build == "full" else (full_gib if r == 0 else 0)) + 2 * full_gib / a.world
+                predicted = (2 * full_gib if build == "full" else full_gib / a.world) + 2 * full_gib / a.world
                 rows.append({"build": build, **row, "peak_over_start_gib": row["peak_gib"] - base,
                              "predicted_peak_over_start_gib": predicted})
     print(f"{'build':<9}{'rank':>5}{'peak-start GiB':>16}{'predicted':>11}{'after GiB':>11}{'shards GiB':>12}")

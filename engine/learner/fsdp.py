@@ -14,7 +14,7 @@ gets the *same full batch*; each computes the same plan (engine.learner.microbat
   * a non-finite loss or gradient norm anywhere skips the optimizer step on every rank, is logged and counted.
 
 Building it costs each rank its shards, not the model: policy and reference are created on the meta device,
-sharded, then materialised shard by shard from rank 0's one full copy (see `_build_sharded`).
+sharded, and each rank reads only its own rows of the checkpoint (see `_build_sharded`).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import dataclasses
 import importlib.util
 import logging
 import math
+from pathlib import Path
 from typing import Iterator, Literal
 
 import torch
@@ -60,34 +61,75 @@ def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> Logp
     return wrapper
 
 
+def _checkpoint_keys(model: torch.nn.Module, local: Path) -> dict[str, tuple[Path, str]] | None:
+    """{parameter name: (safetensors file, key)} when the checkpoint holds every parameter under its module name or
+    its saved name (engine.rollout.backend.checkpoint_name); None when it does not (another layout)."""
+    from safetensors import safe_open
+
+    from engine.rollout.backend import checkpoint_name
+
+    where: dict[str, Path] = {}
+    for f in sorted(local.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            where.update((k, f) for k in st.keys())
+    out = {}
+    for name, _ in model.named_parameters():
+        key = name if name in where else checkpoint_name(name)
+        if key not in where:
+            return None
+        out[name] = (where[key], key)
+    return out
+
+
+@torch.no_grad()
+def _read_own_rows(model: torch.nn.Module, keys: dict[str, tuple[Path, str]], rank: int, world_size: int) -> None:
+    """Fill each parameter's local shard from the checkpoint, reading only its rows: FSDP2 gives rank r rows
+    [r*c, (r+1)*c) of dim 0, c = ceil(rows / world_size), as torch.chunk does."""
+    from contextlib import ExitStack
+
+    from safetensors import safe_open
+
+    with ExitStack() as stack:
+        files = {f: stack.enter_context(safe_open(str(f), framework="pt")) for f, _ in set(keys.values())}
+        for name, p in model.named_parameters():
+            f, key = keys[name]
+            local = p.to_local() if isinstance(p, DTensor) else p
+            if local.dim() == 0:
+                local.copy_(files[f].get_tensor(key))
+                continue
+            rows = files[f].get_slice(key)
+            n = rows.get_shape()[0]
+            start = min(rank * -(-n // world_size), n) if isinstance(p, DTensor) else 0
+            local.copy_(rows[start:start + local.shape[0]])
+
+
 def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | None, device: torch.device,
                    checkpointing: bool):
     """(policy, reference or None, tokenizer, HF config), sharded, holding the initial weights.
 
-    Every rank builds both on the meta device (no memory) and shards them; only their shards are then allocated.
-    Rank 0 alone loads the checkpoint (full, fp32, through transformers, which knows every checkpoint layout)
-    and broadcasts it tensor by tensor: each rank keeps its shard (torch.distributed.checkpoint's
-    broadcast_from_rank0), so host memory per rank is its shards plus, on rank 0, one full copy while loading,
-    instead of a full model and a full reference on every rank. Buffers outside the state dict (rotary
-    frequencies) are broadcast from rank 0's copy too.
+    Every rank builds both on the meta device (no memory), shards them, allocates only its shards and reads only
+    its own rows of each weight from the checkpoint's safetensors. A checkpoint in a layout whose names do not
+    match falls back to rank 0 loading it whole through transformers (which knows every layout) and broadcasting it
+    tensor by tensor, each rank keeping its shard (broadcast_from_rank0). Buffers outside the state dict (rotary
+    frequencies) are computed on each rank by the model's own initialiser.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
 
-    local = model_dir(config.model.path, config.model.seed, config.model.arch)
-    full, tokenizer = load_policy(str(local), dtype=torch.float32) if rank == 0 else (None, None)
-    if tokenizer is None:
-        tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
-    hf_config = full.config if full is not None else AutoConfig.from_pretrained(local, local_files_only=True)
-    state = full.state_dict() if full is not None else {}
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    from engine.model.loading import check_vocab
 
+    local = model_dir(config.model.path, config.model.seed, config.model.arch)
+    tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
+    hf_config = AutoConfig.from_pretrained(local, local_files_only=True)
+    check_vocab(hf_config, tokenizer)
     # flash-attn, when installed (GPU only): padded rows are unpadded into one varlen call instead of SDPA over a
     # dense [L, L] mask per row.
     flash = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
     attention = "flash_attention_2" if flash else "sdpa"
+    full = None  # rank 0's whole copy, only for a checkpoint the direct read does not cover
 
     def build(trainable: bool) -> LogprobModel:
+        nonlocal full
         with torch.device("meta"):
             hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32, attn_implementation=attention)
         if (local / "generation_config.json").is_file():
@@ -98,13 +140,17 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         hf.requires_grad_(trainable)
         wrapper = _shard(LogprobModel(hf), mesh, mp)
         wrapper.to_empty(device=device)
-        set_model_state_dict(wrapper.hf, dict(state), options=options)  # a copy: it replaces the dict's values
-        saved = set(wrapper.hf.state_dict())  # the same names on every rank, so the broadcasts below pair up
-        for name, buf in wrapper.hf.named_buffers():
-            if name not in saved:
-                if full is not None:
-                    buf.copy_(full.get_buffer(name))
-                dist.broadcast(buf, src=0)
+        keys = _checkpoint_keys(hf, local)  # the same files on every rank: the same choice on every rank
+        if keys is not None:
+            _read_own_rows(hf, keys, rank, mesh.size())
+        else:
+            if rank == 0 and full is None:
+                full = load_policy(str(local), dtype=torch.float32)[0]
+            state = full.state_dict() if full is not None else {}
+            set_model_state_dict(hf, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        saved = set(hf.state_dict())
+        for owner in {n.rpartition(".")[0] for n, _ in hf.named_buffers() if n not in saved}:
+            hf._init_weights(hf.get_submodule(owner))  # e.g. rotary inv_freq, recomputed from the config
         return wrapper.train(trainable)
 
     policy = build(True)

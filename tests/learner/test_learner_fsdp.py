@@ -142,6 +142,15 @@ def _worker(rank, scenario, port, data, out):
                          _error(lambda: learner.update(no_logp, d["adv2"])),
                          _error(lambda: no_ref.compute_logprobs(d["batch2"], model="ref"))]
         res["step_after_errors"] = learner.step
+        # Both ways of building: each rank reading its own rows, and rank 0 broadcasting one whole copy (the fallback
+        # for checkpoints in another layout) give the same weights and buffers.
+        import engine.learner.fsdp as fsdp
+
+        res["built/direct"] = _full_weights(FSDPLearner(_cfg([]), rank, WORLD, opts))
+        fsdp._checkpoint_keys = lambda *_: None
+        fallback = FSDPLearner(_cfg([]), rank, WORLD, opts)
+        res["built/fallback"] = _full_weights(fallback)
+        res["built/buffers"] = {n: b.clone() for n, b in fallback.hf.named_buffers()}
     torch.save(res, Path(out) / f"{scenario}-rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
@@ -386,6 +395,18 @@ def test_nan_loss_skips_the_update_and_counts_it(run):
         assert m["loss"] != m["loss"]  # NaN, reported as such
         _assert_weights_close(r["w_nan"], r["w2"], atol=0.0)
         assert r["grads_after_nan"] == []
+
+
+def test_both_builds_hold_the_checkpoints_weights_and_buffers(run):
+    """Each rank reading only its rows, and rank 0 broadcasting a whole copy, both rebuild the checkpoint exactly,
+    on every rank; rotary frequencies (buffers outside the state dict) are the model's own."""
+    model, _ = load_policy(None)
+    want = {n: p.detach() for n, p in model.named_parameters()}
+    for r in run["resumed"]:
+        for way in ("direct", "fallback"):
+            got = r[f"built/{way}"]
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), way
+        assert all(torch.equal(b, model.get_buffer(n)) for n, b in r["built/buffers"].items())
 
 
 def test_resume_in_fresh_processes_reproduces_the_next_step(run):
