@@ -51,6 +51,11 @@ class SharedPacker:
             offset += math.prod(s.shape) * torch.empty((), dtype=dt).element_size()
         self.nbytes = offset
         self._buffer: torch.Tensor | None = torch.empty(offset, dtype=torch.uint8, device=device)
+        if self._buffer.device.type == "cpu":
+            # Shared from the start (moving it later copies it), as a named shared-memory file: the default strategy
+            # passes a file descriptor, which only a process spawned by this one (not a Ray actor) can receive.
+            torch.multiprocessing.set_sharing_strategy("file_system")
+            self._buffer.share_memory_()
         self._views = dict(_views(self._buffer, self.entries))
         self._added = 0
 
@@ -71,11 +76,6 @@ class SharedPacker:
 
         if self._buffer is None or self._added != len(self.entries):
             raise WeightSyncError(f"shared weights: {self._added} of {len(self.entries)} tensors were added")
-        if self._buffer.device.type == "cpu":
-            # A named shared-memory file: the default strategy passes a file descriptor, which only a process
-            # spawned by this one (not a Ray actor) can receive.
-            torch.multiprocessing.set_sharing_strategy("file_system")
-            self._buffer.share_memory_()
         return SharedWeights(int(version), reduce_tensor(self._buffer), tuple(self.entries), self.nbytes)
 
     def release(self) -> None:
