@@ -116,7 +116,8 @@ class Trainer:
             response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
             time_generate_s=total.loop.generate_s, time_tool_s=total.loop.tool_s, time_decode_s=total.decode_s,
             **total.phases,
-            tool_calls=sum(len(x.tool_trace) for x in samples) / n,
+            tool_calls=sum(e.kind != "refused" for x in samples for e in x.tool_trace) / n,
+            refused=total.loop.refused / n,  # samples the engine could not continue (e.g. past vLLM's max_model_len)
             tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
             turns=sum(x.turns for x in samples) / n,
         )
