@@ -240,7 +240,9 @@ MROPE_RULES = ("qwen2_5_vl", "qwen3_vl")  # one per architecture, by the config'
 def mrope_config(config: Any) -> dict[str, int | float | str]:
     """The keyword arguments mrope_position_ids needs, read from a Qwen2.5-VL or Qwen3-VL config."""
     vision = config.vision_config
-    rule = "qwen3_vl" if getattr(config, "model_type", "") == "qwen3_vl" else "qwen2_5_vl"
+    from engine.video.spec import arch_of
+
+    rule = arch_of(getattr(config, "model_type", None))
     return {
         "spatial_merge_size": vision.spatial_merge_size,
         # Qwen3-VL writes timestamps as text and has no temporal position scale.

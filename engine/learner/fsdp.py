@@ -127,6 +127,7 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
     flash = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
     attention = "flash_attention_2" if flash else "sdpa"
     full = None  # rank 0's whole copy, only for a checkpoint the direct read does not cover
+    found: dict = {}  # "keys": where each parameter lies in the checkpoint, looked up once for policy and reference
 
     def build(trainable: bool) -> LogprobModel:
         nonlocal full
@@ -140,7 +141,9 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         hf.requires_grad_(trainable)
         wrapper = _shard(LogprobModel(hf), mesh, mp)
         wrapper.to_empty(device=device)
-        keys = _checkpoint_keys(hf, local)  # the same files on every rank: the same choice on every rank
+        if "keys" not in found:  # the same files on every rank: the same choice on every rank
+            found["keys"] = _checkpoint_keys(hf, local)
+        keys = found["keys"]
         if keys is not None:
             _read_own_rows(hf, keys, rank, mesh.size())
         else:

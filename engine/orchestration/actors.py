@@ -56,7 +56,7 @@ class LearnerWorker:
     def __init__(self, cfg: Config, rank: int, world_size: int, threads: int = 1, gpu: bool = False):
         _limit_threads(threads)
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
+        self.dist_backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
         self.learner = None
         self.sender = None
         self.shared = None  # the buffer a colocated rollout worker loads from (engine/sync/ipc.py)
@@ -71,7 +71,7 @@ class LearnerWorker:
 
         from engine.learner.fsdp import FSDPLearner
 
-        backend = self.backend
+        backend = self.dist_backend
         if backend == "nccl":
             torch.cuda.set_device(0)  # Ray gives each learner actor its own GPU as device 0
         dist.init_process_group(backend, init_method=f"tcp://{address[0]}:{address[1]}", rank=self.rank,
@@ -86,7 +86,7 @@ class LearnerWorker:
         if self.sender is not None and self.sender.group is not None:
             _close(self.sender.group)
         if self.rank == 0 and world_size > 1:  # world 1: the only worker is colocated, nothing to broadcast
-            group = init_sync_group(host, port, 0, world_size, backend=self.backend, timeout_s=self.cfg.ray.sync_timeout_s)
+            group = init_sync_group(host, port, 0, world_size, backend=self.dist_backend, timeout_s=self.cfg.ray.sync_timeout_s)
         dtype = None if self.cfg.model.dtype == "float32" else getattr(torch, self.cfg.model.dtype)
         mb = self.cfg.ray.sync_bucket_mb
         self.sender = WeightSender(group, bucket_bytes=None if mb is None else mb << 20, dtype=dtype)
@@ -145,7 +145,7 @@ class RolloutWorker:
 
         _limit_threads(threads)
         self.cfg, self.index = cfg, index
-        self.backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
+        self.dist_backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
         self.parts = build_backend(cfg, "cuda" if gpu else "cpu")  # (backend, tokenizer, model config)
         self.rollout = None
         self.receiver = None
@@ -163,7 +163,7 @@ class RolloutWorker:
 
         if self.receiver is not None:
             _close(self.receiver.group)
-        group = init_sync_group(host, port, rank, world_size, backend=self.backend, timeout_s=self.cfg.ray.sync_timeout_s)
+        group = init_sync_group(host, port, rank, world_size, backend=self.dist_backend, timeout_s=self.cfg.ray.sync_timeout_s)
         self.receiver = WeightReceiver(group)
 
     def idle(self) -> int:

@@ -42,6 +42,7 @@ from engine.rollout.backend import (Generation, Request, SamplingParams, check_p
                                    placeholder_ids, tensor_digest)
 from engine.rollout.batch import VideoInput
 from engine.model.video_tokens import patch_timestamps
+from engine.video.spec import arch_of
 
 
 class VthinkWorkerExtension:
@@ -102,7 +103,7 @@ def _read_token_ids(model_dir: Path) -> _TokenIds:
                          vocab_size=text["vocab_size"],
                          merge_size=vision.get("spatial_merge_size", 2),
                          temporal_patch_size=vision.get("temporal_patch_size", 2),
-                         qwen3=str(config.get("model_type", "")).startswith("qwen3_vl"))
+                         qwen3=arch_of(config.get("model_type")) == "qwen3_vl")
     except KeyError as e:
         raise ConfigError("model.path", f"{model_dir}/config.json has no {e.args[0]!r}; not a Qwen2.5-VL "
                                         "checkpoint") from None

@@ -45,6 +45,12 @@ class VisionSpec:
         return 3 * self.temporal_patch_size * self.patch_size**2
 
 
+def arch_of(model_type: str | None) -> str:
+    """The architecture of a config's model_type: "qwen3_vl" for Qwen3-VL and Qwen3-VL-MoE, else "qwen2_5_vl".
+    The one rule every part (positions, preprocessing, prompt layout, the vLLM backend) decides by."""
+    return "qwen3_vl" if str(model_type or "").startswith("qwen3_vl") else "qwen2_5_vl"
+
+
 QWEN2_5_VL = VisionSpec()
 # Qwen3-VL's preprocessor_config.json: patch 16, mean = std = 0.5.
 QWEN3_VL = VisionSpec("qwen3_vl", 16, 2, 2, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -53,7 +59,7 @@ QWEN3_VL = VisionSpec("qwen3_vl", 16, 2, 2, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 def vision_spec(config: Any) -> VisionSpec:
     """The spec of a transformers model config (Qwen2.5-VL, or Qwen3-VL / Qwen3-VL-MoE by model_type), with the
     patch grid read from its vision_config."""
-    arch = "qwen3_vl" if str(getattr(config, "model_type", "")).startswith("qwen3_vl") else "qwen2_5_vl"
+    arch = arch_of(getattr(config, "model_type", None))
     base = QWEN3_VL if arch == "qwen3_vl" else QWEN2_5_VL
     vision = config.vision_config
     return VisionSpec(arch, int(vision.patch_size), int(vision.spatial_merge_size), int(vision.temporal_patch_size),

@@ -1,5 +1,13 @@
-"""Shared helper of the Ray cluster tests: the smallest config that runs real GRPO steps."""
+"""Shared helpers of the Ray cluster tests: the smallest config that runs real GRPO steps, and a step's metrics
+without its timings."""
 from engine.config import load_config
+
+TIMING = ("time_", "tokens_per_s")
+
+
+def stable(m: dict) -> dict:
+    """A step's metrics without wall-clock ones: what a replay must reproduce exactly."""
+    return {k: v for k, v in m.items() if not k.startswith(TIMING)}
 
 
 def small_config(tmp_path, *extra: str):

@@ -5,25 +5,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from ray_testlib import small_config, stable
 
-from engine.config import load_config
 from engine.orchestration.cluster import Cluster
 from engine.orchestration.trainer import Trainer
 from engine.telemetry.metrics import MetricsLog
 
-TIMING = ("time_", "tokens_per_s")
-
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("qwen3")
-    return load_config(None, [
-        "model.arch=qwen3_vl", f"data.dir={tmp / 'data'}", "data.num_videos=4", "data.duration_s=4",
-        "video.fps=1", "video.min_frames=2", "video.max_frames=4", "video.max_pixels=12544",
-        "rollout.group_size=2", "rollout.max_new_tokens=12", "rollout.temperature=1.0",
-        "trainer.prompts_per_step=2", f"trainer.output_dir={tmp / 'run'}", "trainer.checkpoint_every=2",
-        "optim.lr=1e-3", "sft.steps=0", "ray.rollout_workers=1", "ray.learners=1",
-    ])
+    # 4 frames: two temporal patches, so the prompt holds two timestamped blocks per video
+    return small_config(tmp_path_factory.mktemp("qwen3"), "model.arch=qwen3_vl", "video.max_frames=4",
+                        "rollout.max_new_tokens=12", "rollout.temperature=1.0", "trainer.checkpoint_every=2",
+                        "optim.lr=1e-3", "ray.rollout_workers=1", "ray.learners=1")
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +25,6 @@ def cluster(cfg):
     c = Cluster(cfg, log=lambda _: None)
     yield c
     c.shutdown()
-
-
-def _stable(m: dict) -> dict:
-    return {k: v for k, v in m.items() if not k.startswith(TIMING)}
 
 
 def test_trains_resumes_and_reloads(cfg, cluster, tmp_path):
@@ -55,7 +45,7 @@ def test_trains_resumes_and_reloads(cfg, cluster, tmp_path):
     resumed = Trainer(cfg, cluster, log=lambda _: None)
     resumed.resume(str(step2))
     replay = resumed.run(3, MetricsLog(tmp_path / "b", 3, tensorboard=False))
-    a, b = _stable(history[2]), _stable(replay[0])
+    a, b = stable(history[2]), stable(replay[0])
     b["weight_version"] = a["weight_version"]
     assert a == b
 

@@ -1,14 +1,12 @@
 """The distributed main job on a real local Ray cluster: 2 rollout workers, 2 FSDP2 learner ranks (gloo)."""
 import pytest
 import torch
+from ray_testlib import stable
 
 from engine.config import load_config
 from engine.orchestration.cluster import Cluster, split_evenly
 from engine.orchestration.trainer import Trainer
 from engine.telemetry.metrics import MetricsLog
-
-TIMING = ("time_", "tokens_per_s")
-
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
@@ -27,10 +25,6 @@ def cluster(cfg):
     c = Cluster(cfg, log=lambda _: None)
     yield c
     c.shutdown()
-
-
-def _stable(m: dict) -> dict:
-    return {k: v for k, v in m.items() if not k.startswith(TIMING)}
 
 
 def test_split_evenly_covers_every_prompt_once():
@@ -64,7 +58,7 @@ def test_steps_train_sync_and_resume_equal(cfg, cluster, tmp_path):
     resumed.resume(str(trainer.out / "checkpoints" / "step-00000002"))
     assert resumed.step == 2
     replay = resumed.run(3, MetricsLog(tmp_path / "b", 3, tensorboard=False))
-    a, b = _stable(history[2]), _stable(replay[0])
+    a, b = stable(history[2]), stable(replay[0])
     b["weight_version"] = a["weight_version"]  # the resumed run re-synced under a fresh version number
     assert a == b
 

@@ -4,14 +4,11 @@ Runs only in the vLLM virtualenv (.venv-vllm, `make test-vllm`); elsewhere the m
 One engine serves the whole module (startup is the expensive part); the weight-loading test puts
 the original weights back when it is done.
 """
-import os
-
 import pytest
 
 pytest.importorskip("vllm")
 
 import torch  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoTokenizer  # noqa: E402
 
 from engine.errors import VideoRequestError  # noqa: E402
 from engine.model import expand_vision_pads  # noqa: E402
@@ -20,7 +17,6 @@ from engine.learner.policy import token_logprobs  # noqa: E402
 from engine.native import mrope_config  # noqa: E402
 from engine.rollout.backend import Request, SamplingParams, weights_digest  # noqa: E402
 from engine.rollout.batch import RolloutBatch, Sample, VideoInput  # noqa: E402
-from engine.rollout.vllm_backend import VLLMBackend  # noqa: E402
 from tests.native.mrope_original import original_rope_config, original_rope_index  # noqa: E402
 
 LOGPROB_TOL = 1e-3  # fp32 vs fp32; observed differences are ~1e-6
@@ -30,26 +26,6 @@ MERGE = 2
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("tiny") / "seed0", seed=0)
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_dir):
-    # CPU engine: 1 GiB of KV cache is plenty; don't pin OpenMP threads on a shared 2-core box.
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    return VLLMBackend(tiny_dir, dtype="float32", seed=0, enforce_eager=True, max_model_len=4096,
-                       max_videos_per_prompt=2, track_digest=True)
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_dir):
-    return AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def ref(tiny_dir):
-    """The same checkpoint through transformers, float32: the reference every test compares with."""
-    return AutoModelForImageTextToText.from_pretrained(tiny_dir, dtype=torch.float32, local_files_only=True).eval()
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,11 @@ features reach vLLM's model as the learner sees them.
 
 Runs only in the vLLM virtualenv (.venv-vllm, `make test-vllm`); elsewhere the module is skipped.
 """
-import os
-
 import pytest
 
 pytest.importorskip("vllm")
 
 import torch  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoTokenizer  # noqa: E402
 
 from engine.errors import VideoRequestError  # noqa: E402
 from engine.learner.policy import token_logprobs  # noqa: E402
@@ -19,7 +16,6 @@ from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids  # noqa: E40
 from engine.native import mrope_config  # noqa: E402
 from engine.rollout.backend import Request, SamplingParams  # noqa: E402
 from engine.rollout.batch import RolloutBatch, Sample, VideoInput  # noqa: E402
-from engine.rollout.vllm_backend import VLLMBackend  # noqa: E402
 from engine.video.spec import QWEN3_VL  # noqa: E402
 
 LOGPROB_TOL = 1e-3
@@ -28,24 +24,6 @@ LOGPROB_TOL = 1e-3
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("tiny") / "qwen3", seed=0, arch="qwen3_vl")
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_dir):
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    return VLLMBackend(tiny_dir, dtype="float32", seed=0, enforce_eager=True, max_model_len=4096,
-                       max_videos_per_prompt=2)
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_dir):
-    return AutoTokenizer.from_pretrained(tiny_dir, local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def ref(tiny_dir):
-    return AutoModelForImageTextToText.from_pretrained(tiny_dir, dtype=torch.float32, local_files_only=True).eval()
 
 
 def video(grid, times, seed):
