@@ -84,13 +84,13 @@ def cmd_synth(cfg) -> int:
     return 0
 
 
-def cmd_demo(cfg) -> int:
+def cmd_demo(cfg, controls: bool = False) -> int:
     from engine.orchestration.ray_start import start_ray
 
     start_ray(cfg)  # its SFT and GRPO phases run on this one instance
     from engine.orchestration.demo import run_demo
 
-    run_demo(cfg)
+    run_demo(cfg, controls=controls)
     return 0
 
 
@@ -101,7 +101,7 @@ def cmd_make_data(cfg) -> int:
     paths = make_dataset(
         Path(d.dir), num_videos=d.num_videos, seed=d.seed, codec=d.codec,
         width=d.width, height=d.height, fps=d.fps, duration_s=d.duration_s, task=d.task,
-        eval_fraction=d.eval_fraction,
+        eval_fraction=d.eval_fraction, min_duration_s=d.min_duration_s,
     )
     print(f"wrote {d.num_videos} {d.codec} videos and their questions to {paths.dir}")
     return 0
@@ -113,6 +113,12 @@ def cmd_data_check(cfg) -> int:
 
     data = load_data(cfg.data)
     print(report(data))
+    if data.train and data.eval:
+        from engine.data.near_duplicates import split_overlap
+
+        o = split_overlap(data)
+        print(f"held-out clips: {o['eval_clips']}, training clips: {o['train_clips']}, "
+              f"eval_clips_identical_to_train: {o['eval_clips_identical_to_train']} (near-duplicates by decoded pixels)")
     if data.bad and cfg.data.on_bad_row == "error":
         print("vthink: data check failed (data.on_bad_row=error); data.on_bad_row=skip would go on without them",
               file=sys.stderr)
@@ -168,8 +174,8 @@ COMMANDS = {
     "eval": (cmd_eval, "accuracy and format reward of model.path (or the tiny model) on the held-out split"),
     "synth": (cmd_synth, "VideoThinker trajectory synthesis in caption space, grounded to video; writes "
                          "<output_dir>/synth/trajectories.jsonl"),
-    "demo": (cmd_demo, "the learning proof: fresh data, base eval, synthesis, SFT, eval, GRPO, eval, ablations; "
-                       "writes <output_dir>/demo.json"),
+    "demo": (cmd_demo, "the learning proof: fresh data, base eval, synthesis, SFT, eval, GRPO, eval, ablations and "
+                       "controls (--controls: also the trained ones); writes <output_dir>/demo.json"),
     "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir "
                                  "(an empty or new folder, or one holding an earlier synthetic dataset)"),
 }
@@ -193,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
             where = "checkpoints" if name == "train" else "sft/checkpoints"
             p.add_argument("--resume", action="store_true",
                            help=f"continue from the newest checkpoint under <trainer.output_dir>/{where}")
+        if name == "demo":
+            p.add_argument("--controls", action="store_true",
+                           help="also train the controls (sft_long, trained_blank, trained_no_tools) the same way")
     for group, actions in GROUPS.items():
         g = sub.add_parser(group, help=" / ".join(f"{group} {a}: {h.split(';')[0]}" for a, (_, h) in actions.items()))
         gsub = g.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -229,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(cfg, resume=ns.resume)
         if ns.command == "sft":
             return cmd_sft(cfg, resume=ns.resume)
+        if ns.command == "demo":
+            return cmd_demo(cfg, controls=ns.controls)
         if ns.command in GROUPS:
             return GROUPS[ns.command][ns.action][0](cfg)
         return COMMANDS[ns.command][0](cfg)

@@ -64,8 +64,11 @@ class DataConfig:
     height: int = ruled(120, lambda v: 64 <= v <= 4096 and v % 2 == 0, 'an even integer in [64, 4096]')
     fps: float = ruled(8.0, lambda v: 1 <= v <= 120, 'a number in [1, 120]')
     duration_s: float = ruled(8.0, lambda v: v >= 2, 'a number >= 2 (two segments of >= 1 s)')
+    # task glimpse: each clip's length is drawn from [min_duration_s, duration_s]; null = duration_s for every clip
+    min_duration_s: float | None = ruled(None, lambda v: v is None or v >= 8, 'null or a number >= 8')
     seed: int = 0
-    task: Literal["shapes", "flash"] = "shapes"  # engine/data/synthetic.py (shapes) or engine/data/flash.py
+    # engine/data/synthetic.py (shapes), engine/data/flash.py (the quick smoke task) or engine/data/glimpse.py
+    task: Literal["shapes", "flash", "glimpse"] = "shapes"
     eval_fraction: float = ruled(0.25, lambda v: 0 < v < 1, 'a number in (0, 1)')  # of the videos, held out
 
 
@@ -78,6 +81,7 @@ class VideoConfig:
     max_frames: int = 16
     max_pixels: int = ruled(128 * 28 * 28, lambda v: v >= 28 * 28, 'an integer >= 784 (one 28x28 patch group)')
     cache_bytes: int = ruled(2**30, lambda v: v >= 0, 'an integer >= 0')
+    blank: bool = False  # every frame the model sees (prompt and tool observations) is blank: the trained_blank control
 
 
 @dataclass
@@ -96,9 +100,14 @@ class RolloutConfig:
     # frames per re-look; None = the video policy's count
     relook_frames: int | None = ruled(None, lambda v: v is None or v >= 2,
                                       'null or an integer >= 2')
-    # observations (tool responses + re-looks) per sample
+    # observations (tool responses + re-looks) per sample: in agent mode, the tool calls one question may make
     max_turns: int = ruled(4, lambda v: v >= 0,
                            'an integer >= 0')
+    # frames one frame_zoom call returns at most (the frame budget, as VideoThinker's)
+    max_zoom_frames: int = ruled(32, lambda v: v >= 2, 'an integer >= 2')
+    # frames one question may see in all: the prompt's global frames plus every observation's; null = no limit.
+    # A look that would go over it answers with an error observation naming this key.
+    max_frames_per_question: int | None = ruled(None, lambda v: v is None or v >= 1, 'null or an integer >= 1')
     # model tokens per trajectory; None = max_new_tokens * (max_turns + 1)
     max_total_tokens: int | None = ruled(None, lambda v: v is None or v >= 1,
                                          'null or an integer >= 1')
@@ -195,6 +204,8 @@ class SynthConfig:
                                       'an integer >= 1')
     temperature: float = ruled(0.7, lambda v: v >= 0, 'a number >= 0')
     seed: int = 0
+    # share of the training questions synthesis works on (a seeded subset; trajectories are the costly part)
+    question_fraction: float = ruled(1.0, lambda v: 0 < v <= 1, 'a number in (0, 1]')
     base_url: str = "http://127.0.0.1:8000/v1"  # agent "openai": an OpenAI-compatible endpoint (vllm serve)
     model: str = "default"
 

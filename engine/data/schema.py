@@ -14,7 +14,7 @@ from engine.errors import VthinkError
 # "free-form", "regression"; grounding answers are time spans (scored by temporal IoU).
 QA_KINDS = ("mcq", "grounding", "numerical", "ocr", "free-form", "regression")
 SPLITS = ("train", "eval")
-EVENT_KINDS = ("appear", "move", "change_colour", "flash")
+EVENT_KINDS = ("appear", "move", "change_colour", "flash", "glimpse", "sweep")
 _SPAN = re.compile(r"(\d{2,}):(\d{2})-(\d{2,}):(\d{2})")
 
 
@@ -78,6 +78,8 @@ class Event:
     move:          the shape slides from x_from to x_to, linearly in time over [start_s, end_s].
     change_colour: at start_s the shape's colour switches from from_colour to colour (end_s == start_s).
     flash:         the whole scene is filled with `colour` over [start_s, end_s) (shape "screen").
+    glimpse:       a `colour` box of size w x h centred at (x_from, y) is shown over [start_s, end_s).
+    sweep:         a `colour` bar of size w x h slides from x_from to x_to over [start_s, end_s).
     """
 
     kind: str
@@ -92,6 +94,8 @@ class Event:
     pos_from: str  # named positions ("left", "centre", "right") for captions and questions
     pos_to: str
     from_colour: str | None = None
+    w: float | None = None  # glimpse / sweep: the box's width and height, fractions of the scene
+    h: float | None = None
 
     @property
     def direction(self) -> str | None:
@@ -106,6 +110,7 @@ class Event:
             "kind": self.kind, "start_s": self.start_s, "end_s": self.end_s, "object_id": self.object_id,
             "shape": self.shape, "colour": self.colour, "y": self.y, "x_from": self.x_from, "x_to": self.x_to,
             "pos_from": self.pos_from, "pos_to": self.pos_to, "from_colour": self.from_colour,
+            **({"w": self.w, "h": self.h} if self.w is not None else {}),
         }
 
     @classmethod
@@ -119,6 +124,7 @@ class Event:
             shape=str(d["shape"]), colour=str(d["colour"]), y=float(d["y"]), x_from=float(d["x_from"]),
             x_to=float(d["x_to"]), pos_from=str(d["pos_from"]), pos_to=str(d["pos_to"]),
             from_colour=None if d.get("from_colour") is None else str(d["from_colour"]),
+            w=None if d.get("w") is None else float(d["w"]), h=None if d.get("h") is None else float(d["h"]),
         )
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,7 +46,7 @@ NUM_LANES = 3  # each shape keeps its own horizontal lane, so shapes never overl
 MAX_OBJECTS = NUM_LANES
 BACKGROUND = (32, 32, 32)
 LETTERS = "ABCD"
-TASKS = ("shapes", "flash")
+TASKS = ("shapes", "flash", "glimpse")
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,13 @@ def render_video(record: VideoRecord, path: str | os.PathLike | None = None) -> 
     if record.codec not in CODECS:
         raise ConfigError("codec", f"must be one of {sorted(CODECS)}, got {record.codec!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _encode(out, iter_expected_frames(record), CODECS[record.codec], record.fps, record.width, record.height)
+    if any(ev.kind == "glimpse" for ev in record.events):
+        from engine.data.glimpse import render_frames
+
+        frames = render_frames(record)
+    else:
+        frames = iter_expected_frames(record)
+    _encode(out, frames, CODECS[record.codec], record.fps, record.width, record.height)
     return out
 
 
@@ -383,11 +392,13 @@ def _check_args(num_videos: int, seed: int, codec: str, width: int, height: int,
 def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0, codec: str = "h264",
                  width: int = 160, height: int = 120, fps: float = 8.0, duration_s: float = 8.0,
                  eval_fraction: float = 0.25, progress: Callable[[int, int, VideoRecord], None] | None = None,
-                 verbose: bool = False, task: str = "shapes") -> DatasetPaths:
+                 verbose: bool = False, task: str = "shapes", min_duration_s: float | None = None) -> DatasetPaths:
     """Render `num_videos` clips into out_dir/videos/ and write videos.jsonl, train.jsonl and eval.jsonl.
 
     task "shapes": coloured shapes that appear, move and change colour, with MCQ and grounding questions;
-    task "flash": engine/data/flash.py (the learning demo's task), colours balanced within each split.
+    task "flash": engine/data/flash.py (the quick smoke task), colours balanced within each split;
+    task "glimpse": engine/data/glimpse.py (the learning demo's task): each clip lasts a whole number of seconds
+    drawn from [min_duration_s, duration_s] (min_duration_s None: duration_s for all).
 
     The frame count is round(duration_s * fps); duration_s in the records is that count / fps, and fps is the
     nearest fraction with denominator <= 1001 (what the container stores: 29.97 stays 2997/100). Splits are by
@@ -409,8 +420,17 @@ def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0,
 
         colours = flash.balanced_colours(sorted(eval_ids), seed, 1)
         colours |= flash.balanced_colours(sorted(set(range(num_videos)) - eval_ids), seed, 0)
+    if task == "glimpse":
+        from engine.data import glimpse
+
+        plan = glimpse.split_plan(sorted(eval_ids), seed, 1) | glimpse.split_plan(sorted(set(range(num_videos)) - eval_ids), seed, 0)
+        lo = duration_s if min_duration_s is None else min_duration_s
+        if not (8 <= lo <= duration_s):
+            raise ConfigError("min_duration_s", f"the glimpse task needs 8 <= min_duration_s <= duration_s "
+                                                f"({duration_s}), got {lo}")
     records: list[VideoRecord] = []
     rows: dict[str, list[QARow]] = {"train": [], "eval": []}
+    splits: list[str] = []
     for i in range(num_videos):
         vid = f"s{seed}-v{i:04d}"
         path = root / "videos" / f"{vid}{CODECS[codec].ext}"
@@ -418,18 +438,30 @@ def make_dataset(out_dir: str | os.PathLike, num_videos: int = 8, seed: int = 0,
         if task == "flash":
             rec = flash.plan_flash_video(vid, path, seed, i, colours[i], codec, width, height, fps, num_frames)
             questions = flash.flash_questions(rec, split)
+        elif task == "glimpse":
+            colour, letter = plan[i]
+            rec = glimpse.plan_glimpse_video(vid, path, seed, i, colour, codec, width, height, fps,
+                                             glimpse.clip_duration(seed, i, lo, duration_s))
+            questions = glimpse.glimpse_questions(rec, split, letter, i, seed)
         else:
             rec = plan_video(vid, path, seed, i, codec, width, height, fps, num_frames)
             # Questions get their own stream so changing them never changes the videos.
             questions = make_questions(rec, split, np.random.default_rng(np.random.SeedSequence([seed, i, 1])))
-        render_video(rec)
         rows[split].extend(questions)
         records.append(rec)
-        if progress is not None:
-            progress(i, num_videos, rec)
-        if verbose:
-            print(f"make-data: [{i + 1}/{num_videos}] {path.name} {num_frames} frames, "
-                  f"{len(rec.segments)} segments, {split}", flush=True)
+        splits.append(split)
+    # Rendering is the slow part: clips are encoded in parallel processes (one encoder thread each, so the
+    # bytes do not depend on how many run at once), reported in order.
+    workers = min(os.cpu_count() or 1, 8) if num_videos >= 16 else 1
+    with (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1
+          else nullcontext()) as pool:
+        rendered = pool.map(render_video, records, chunksize=4) if pool is not None else map(render_video, records)
+        for i, (rec, _) in enumerate(zip(records, rendered)):
+            if progress is not None:
+                progress(i, num_videos, rec)
+            if verbose:
+                print(f"make-data: [{i + 1}/{num_videos}] {Path(rec.path).name} {rec.num_frames} frames, "
+                      f"{len(rec.segments)} segments, {splits[i]}", flush=True)
 
     paths = DatasetPaths(root, root / "videos.jsonl", root / "train.jsonl", root / "eval.jsonl")
     _write_jsonl(paths.videos_jsonl, [r.to_json(root) for r in records])
@@ -469,7 +501,7 @@ def ensure_dataset(cfg, log: Callable[[str], None] = print) -> Path:
         log(f"rendering {cfg.num_videos} synthetic {cfg.codec} videos into {root} ...")
         make_dataset(root, num_videos=cfg.num_videos, seed=cfg.seed, codec=cfg.codec, width=cfg.width,
                      height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s, task=cfg.task,
-                     eval_fraction=cfg.eval_fraction)
+                     eval_fraction=cfg.eval_fraction, min_duration_s=cfg.min_duration_s)
     return root
 
 

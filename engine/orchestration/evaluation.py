@@ -3,12 +3,17 @@
 One greedy sample per question (temperature 0). `evaluate_session` returns the dict `vthink eval`
 writes to eval.json:
 
-    {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "per_kind": {kind: {"n", "accuracy"}}}
+    {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "frames_per_question",
+     "retrieval_calls_per_question", "zoom_hit_rate", "per_kind": {kind: {"n", "accuracy"}},
+     "time_iou": {"mean", "r03", "r05"} (thinker mode, when the clips' targets are known)}
 
 accuracy and chance are over the multiple-choice questions (over every question, chance null, when there
 is none); per_kind reports every kind (grounding as mean temporal IoU). The ablations swap one part of the same policy: `blank_video` replaces every frame
 the model sees (prompt and tool observations) by a blank one; `tools_off` makes the model answer
 from the global frames alone: its turn is begun with `<time>`, the answer block, so no tool is called.
+Two controls swap one tool: `dense_look` makes every frame_zoom look at the whole clip (what a look
+over everything resolves under the frame budget), `shuffled_retrieval` makes clip_retrieval answer with
+random clips (whether the policy uses what retrieval says).
 `tool_gate` is VideoThinker's confidence-gated inference: that direct answer is kept when its confidence
 exp(mean answer-token log-prob) reaches the gate, else the question goes through the tool loop
 (`tools_off` is the gate at 0: every direct answer is kept).
@@ -16,39 +21,20 @@ exp(mean answer-token log-prob) reaches the gate, else the question goes through
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import re
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from engine.reward import score, score_sample
+from engine.reward.accuracy import temporal_iou
+from engine.reward.parse import parse_span
 from engine.rollout.backend import Request, SamplingParams
 from engine.rollout.grouped import GroupedRollout
+from engine.video.blank import BlankVideoService
+from engine.tools.video_tools import FrameZoomTool
 
-
-class BlankVideoService:
-    """A VideoService whose clips keep their timing and shape but carry blank pixels (all zeros after
-    normalisation, the mean colour): the blank-video ablation."""
-
-    def __init__(self, service):
-        self._service = service
-
-    def sample(self, *args, **kwargs):
-        return _blank(self._service.sample(*args, **kwargs))
-
-    def window(self, *args, **kwargs):
-        return _blank(self._service.window(*args, **kwargs))
-
-    def crop(self, *args, **kwargs):
-        return _blank(self._service.crop(*args, **kwargs))
-
-    def __getattr__(self, name):
-        return getattr(self._service, name)
-
-
-def _blank(clip):
-    # Another key: caches keyed on the decode identity must not hand back the real clip's embeddings.
-    return replace(clip, frames=torch.zeros_like(clip.frames), pixel_values=torch.zeros_like(clip.pixel_values),
-                   key=None if clip.key is None else (*clip.key, "blank"))
+_TIME = re.compile(r"<time>([^<]*)</time>")
 
 
 def blanked(rollout: GroupedRollout) -> GroupedRollout:
@@ -58,8 +44,10 @@ def blanked(rollout: GroupedRollout) -> GroupedRollout:
                           relook_frames=rollout.loop.relook_frames, layout=rollout.layout)
 
 
-def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | None = None) -> dict:
-    """Greedy answers to `rows` through `rollout`, scored; `tool_gate` enables confidence gating (agent mode)."""
+def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | None = None,
+                  records: dict | None = None) -> dict:
+    """Greedy answers to `rows` through `rollout`, scored; `tool_gate` enables confidence gating (agent mode);
+    `records` (video id -> VideoRecord) add the target-grounded measures (zoom hits, time IoU)."""
     agent = cfg.rollout.mode == "agent"
     by_id = {r.id: r for r in rows}
     direct: dict[str, tuple[str, float]] = {}
@@ -69,56 +57,116 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
     looped = [r for r in rows if r.id not in direct]
     params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, seed=cfg.trainer.seed)
     batch, stats = rollout.run(looped, 1, params) if looped else (None, None)
-    results: list[tuple[object, float, float, int]] = []  # row, accuracy, format, tool calls
+    frames = rollout.frame_policy.max_frames
+    results: list[Scored] = []
     for rid, (text, _) in direct.items():
         row = by_id[rid]
         rew = score(text, row, format_text=text, numeric_tolerance=cfg.reward.numeric_tolerance,
                     layout=cfg.reward.format_layout)
-        results.append((row, rew.accuracy, rew.format, 0))
-    results += scored_samples(cfg, batch.samples if batch is not None else [], by_id)
-    return summarise(results, stats, len(direct))
+        span = _target(records, row)
+        results.append(Scored(row, rew.accuracy, rew.format, frames=frames,
+                              time_iou=None if span is None else first_span_iou(text, span)))
+    results += scored_samples(cfg, batch.samples if batch is not None else [], by_id, records)
+    return summarise(results, stats, len(direct), thinker=cfg.rollout.mode == "thinker")
 
 
-def evaluate_on(cluster, cfg, rows: list) -> tuple[dict, object]:
+def evaluate_on(cluster, cfg, rows: list, records: dict | None = None) -> tuple[dict, object]:
     """(the eval.json dict, the rollout batch) of greedy answers to `rows` by a Cluster's rollout workers."""
     params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=0.0, top_p=cfg.rollout.top_p,
                             seed=cfg.trainer.seed)
     batch, stats = cluster.rollout(rows, 1, params)
-    return summarise(scored_samples(cfg, batch.samples, {r.id: r for r in rows}), stats), batch
+    scored = scored_samples(cfg, batch.samples, {r.id: r for r in rows}, records)
+    return summarise(scored, stats, thinker=cfg.rollout.mode == "thinker"), batch
 
 
-def scored_samples(cfg, samples, by_id: dict) -> list[tuple]:
-    """(row, accuracy, format, tool calls) of each sample."""
+@dataclass
+class Scored:
+    """One answered question: its scores and how it looked at the video."""
+
+    row: object
+    accuracy: float
+    format: float
+    tool_calls: int = 0
+    frames: int = 0  # frames the model was shown: the prompt's and every observation's
+    retrievals: int = 0  # clip_retrieval calls
+    zoom_hits: list[bool] = field(default_factory=list)  # per frame_zoom served: did its window overlap the target
+    time_iou: float | None = None  # thinker mode: IoU of the answer's first <time> span with the target
+
+
+def scored_samples(cfg, samples, by_id: dict, records: dict | None = None) -> list[Scored]:
+    """The Scored of each sample; `records` give each clip's target span (zoom hits, time IoU)."""
+    from engine.rollout.agent import num_frames
+
     agent = cfg.rollout.mode == "agent"
     out = []
     for x in samples:
         row = by_id[x.row_id]
         rew = score_sample(x, row, cfg.reward, agent)
-        out.append((row, rew.accuracy, rew.format, sum(1 for e in x.tool_trace if e.kind in ("tool", "error"))))
+        span = _target(records, row)
+        tools = [e for e in x.tool_trace if e.kind == "tool"]
+        out.append(Scored(
+            row, rew.accuracy, rew.format, tool_calls=sum(1 for e in x.tool_trace if e.kind in ("tool", "error")),
+            frames=num_frames(x.videos or ([x.video] if x.video is not None else [])),
+            retrievals=sum(1 for e in tools if e.name == "clip_retrieval"),
+            zoom_hits=[] if span is None else [_overlaps(e.arguments, span) for e in tools
+                                               if e.name == "frame_zoom" and e.ok],
+            time_iou=None if span is None or agent else first_span_iou(x.final_text, span)))
     return out
 
 
-def summarise(results: list[tuple], stats=None, gated: int = 0) -> dict:
-    """The eval.json dict of scored (row, accuracy, format, tool calls) results; `stats` (the rollout's
-    RolloutStats) adds the questions that failed and why."""
+def _target(records: dict | None, row) -> tuple[float, float] | None:
+    from engine.data.glimpse import target_span
+
+    record = (records or {}).get(row.video_id)
+    return None if record is None else target_span(record)
+
+
+def _overlaps(arguments, span: tuple[float, float]) -> bool:
+    from engine.tools import parse_time
+
+    try:
+        start, end = parse_time(arguments.get("start"), "start"), parse_time(arguments.get("end"), "end")
+    except Exception:  # noqa: BLE001 — a served zoom has valid arguments; anything else is a miss
+        return False
+    return start < span[1] and end > span[0]
+
+
+def first_span_iou(text: str, span: tuple[float, float]) -> float:
+    """Temporal IoU of the first <time>a-b</time> the model wrote with `span`; 0 when it wrote none."""
+    m = _TIME.search(text or "")
+    got = parse_span(m.group(1)) if m else None
+    return 0.0 if got is None else temporal_iou(got, span)
+
+
+def summarise(results: list[Scored], stats=None, gated: int = 0, thinker: bool = False) -> dict:
+    """The eval.json dict of scored results; `stats` (the rollout's RolloutStats) adds the questions that failed
+    and why; `thinker` adds time_iou (grounding of the model's own <time> spans) when targets are known."""
     n = max(1, len(results))
-    mcq = [(row, acc) for row, acc, _, _ in results if row.kind == "mcq"]
+    mcq = [x for x in results if x.row.kind == "mcq"]
     per_kind: dict[str, dict] = {}
-    for row, acc, _, _ in results:
-        k = per_kind.setdefault(row.kind, {"n": 0, "accuracy": 0.0})
+    for x in results:
+        k = per_kind.setdefault(x.row.kind, {"n": 0, "accuracy": 0.0})
         k["n"] += 1
-        k["accuracy"] += acc
+        k["accuracy"] += x.accuracy
     for k in per_kind.values():
         k["accuracy"] /= k["n"]
-    counted = mcq or [(row, acc) for row, acc, _, _ in results]  # no multiple choice: every question counts
+    counted = mcq or results  # no multiple choice: every question counts
+    zooms = [hit for x in results for hit in x.zoom_hits]
     out = {
         "questions": len(counted),
-        "accuracy": sum(acc for _, acc in counted) / max(1, len(counted)),
-        "chance": sum(1 / len(row.options) for row, _ in mcq) / len(mcq) if mcq else None,
-        "format": sum(fmt for _, _, fmt, _ in results) / n,
-        "tool_calls_per_sample": sum(c for *_, c in results) / n,
+        "accuracy": sum(x.accuracy for x in counted) / max(1, len(counted)),
+        "chance": sum(1 / len(x.row.options) for x in mcq) / len(mcq) if mcq else None,
+        "format": sum(x.format for x in results) / n,
+        "tool_calls_per_sample": sum(x.tool_calls for x in results) / n,
+        "frames_per_question": sum(x.frames for x in results) / n,
+        "retrieval_calls_per_question": sum(x.retrievals for x in results) / n,
+        "zoom_hit_rate": sum(zooms) / len(zooms) if zooms else None,  # None: no zoom was served
         "per_kind": per_kind,
     }
+    ious = [x.time_iou for x in results if x.time_iou is not None]
+    if thinker and ious:
+        out["time_iou"] = {"mean": sum(ious) / len(ious), "r03": sum(i >= 0.3 for i in ious) / len(ious),
+                           "r05": sum(i >= 0.5 for i in ious) / len(ious)}
     if stats is not None and stats.failed_prompts:
         out["failed_questions"] = stats.failed_prompts
         out["failures"] = stats.errors  # "row id: reason" of each question whose video could not be read
@@ -148,10 +196,53 @@ def _direct_answers(cfg, rollout: GroupedRollout, rows: list) -> dict[str, tuple
     return out
 
 
+class WholeClipZoom(FrameZoomTool):
+    """frame_zoom that looks at the whole clip whatever window it is asked for: the dense_look control."""
+
+    def run(self, args, ctx):
+        return super().run(replace(args, start_s=0.0, end_s=ctx.duration_s), ctx)
+
+
+class ShuffledIndex:
+    """A ClipIndex that answers every query with random clips of the video: the shuffled_retrieval control
+    (seeded by the video and query, so a rerun sees the same answers)."""
+
+    def __init__(self, index, seed: int = 0):
+        self.index, self.seed = index, seed
+
+    def rank(self, video: str, query: str, topk: int):
+        import random
+        import zlib
+
+        clips = self.index.clips(video)
+        rng = random.Random(zlib.crc32(f"{self.seed}|{video}|{query}".encode()))
+        picked = rng.sample(clips, min(topk, len(clips)))
+        return [replace(h, score=float(len(picked) - i)) for i, h in enumerate(picked)]
+
+
+def with_tools(rollout: GroupedRollout, *, dense_look: bool = False, shuffled_retrieval: bool = False) -> GroupedRollout:
+    """The same rollout engine with frame_zoom and/or clip_retrieval swapped for their control versions."""
+    from engine.tools import ClipRetrievalTool, ToolRegistry
+
+    tools = []
+    for name in rollout.registry.names():
+        tool = rollout.registry.get(name)
+        if dense_look and name == "frame_zoom":
+            tool = WholeClipZoom(tool.max_frames)
+        elif shuffled_retrieval and name == "clip_retrieval":
+            tool = ClipRetrievalTool(ShuffledIndex(tool.index), tool.show_text, tool.default_topk, tool.max_topk)
+        tools.append(tool)
+    return GroupedRollout(rollout.backend, rollout.tokenizer, rollout.video, rollout.frame_policy, rollout.loop_cfg,
+                          ToolRegistry(tools), rollout.mode, rollout.mrope, relook_frames=rollout.loop.relook_frames,
+                          layout=rollout.layout)
+
+
 def evaluate_session(cfg, session, *, blank_video: bool = False, tools_off: bool = False,
-                     tool_gate: float | None = None) -> dict:
+                     tool_gate: float | None = None, dense_look: bool = False, shuffled_retrieval: bool = False) -> dict:
     """The eval.json dict for the session's policy on its held-out rows (see the module docstring)."""
     session.model.eval()
     rollout = blanked(session.rollout) if blank_video else session.rollout
-    return evaluate_rows(cfg, rollout, session.eval_rows, 0.0 if tools_off else tool_gate)
+    if dense_look or shuffled_retrieval:
+        rollout = with_tools(rollout, dense_look=dense_look, shuffled_retrieval=shuffled_retrieval)
+    return evaluate_rows(cfg, rollout, session.eval_rows, 0.0 if tools_off else tool_gate, records=session.records)
 

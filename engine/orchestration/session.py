@@ -15,6 +15,7 @@ from engine.rollout.agent import LoopConfig
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.seeds import derive_seed
 from engine.video import FramePolicy, VideoService
+from engine.video.blank import BlankVideoService
 from engine.video.spec import vision_spec
 
 
@@ -82,6 +83,8 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     """The agent loop over `backend` as cfg.rollout asks (thinker / re-look / tool-using agent)."""
     service = VideoService(device=cfg.video.device, backend=cfg.video.backend, cache_bytes=cfg.video.cache_bytes,
                            spec=vision_spec(model_config))
+    if cfg.video.blank:
+        service = BlankVideoService(service)
     policy = FramePolicy(
         fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
     )
@@ -90,13 +93,13 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     loop = LoopConfig(
         tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
         max_total_tokens=r.max_trajectory_tokens,
-        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers,
+        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers, max_frames=r.max_frames_per_question,
     )
     registry = None
     if agent:
         from engine.tools import CaptionClipIndex, ToolRegistry, default_registry
 
-        offered = default_registry(CaptionClipIndex(records))
+        offered = default_registry(CaptionClipIndex(records), max_zoom_frames=r.max_zoom_frames)
         registry = ToolRegistry([offered.get(name) for name in r.tools])
     return GroupedRollout(backend, tokenizer, service, policy, loop, registry, r.mode,
                           mrope=mrope_config(model_config), relook_frames=r.relook_frames,

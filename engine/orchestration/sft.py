@@ -105,7 +105,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             done = step + 1
             if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
                 cluster.sync_weights()
-                result, _ = evaluate_on(cluster, cfg, data.eval)
+                result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
                 m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
             if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
                 cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": stream.state()})

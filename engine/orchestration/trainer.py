@@ -59,7 +59,7 @@ class Trainer:
     def __init__(self, cfg: Config, cluster, log: Log = print, data: Data | None = None):
         self.cfg, self.cluster, self.log = cfg, cluster, log
         data = data if data is not None else prepare(cfg, "train", cfg.trainer.output_dir, log)
-        self.train_rows, self.eval_rows = data.train, data.eval
+        self.train_rows, self.eval_rows, self.records = data.train, data.eval, data.records
         self.failed: list[str] = []  # "row id: reason" of every prompt whose rollout failed
         self.last_eval: dict | None = None  # the held-out eval after the last step run() trained
         every = cfg.trainer.trace_every
@@ -187,7 +187,7 @@ class Trainer:
         {} when the data has no held-out rows."""
         if not self.eval_rows:
             return {}
-        result, batch = evaluate_on(self.cluster, self.cfg, self.eval_rows)
+        result, batch = evaluate_on(self.cluster, self.cfg, self.eval_rows, self.records)
         if self.tracer and batch.samples:
             by_id = {r.id: r for r in self.eval_rows}
             rewards = [score_sample(x, by_id[x.row_id], self.cfg.reward, self.cfg.rollout.mode == "agent")

@@ -42,6 +42,7 @@ class LoopConfig:
     max_visual_tokens: int = 4096  # merged visual tokens injected by observations
     tool_workers: int = 4  # threads running tools; 0 runs them inline (serialised, for comparison)
     max_repeats: int = 1  # identical consecutive calls allowed; the next one gets an error observation
+    max_frames: int | None = None  # frames seen per sample (prompt + observations); None = no limit
 
 
 @dataclass
@@ -94,6 +95,7 @@ class _Traj:
     calls: int = 0  # backend calls made
     generated: int = 0
     visual: int = 0
+    frames: int = 0  # frames seen so far: the prompt's and every observation's
     trace: list[ToolEvent] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     last_call: str | None = None
@@ -106,6 +108,12 @@ class _Traj:
         self.response_ids.extend(ids)
         self.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(ids))
         self.mask.extend([mask] * len(ids))
+
+
+def num_frames(videos) -> int:
+    """Frames the model is shown by `videos` (VideoInputs, or a tool's Clips): each one's sampled frames."""
+    return sum((len(v.frame_times_s) or v.grid_thw[0] * 2) if hasattr(v, "frame_times_s") else len(v.timestamps_s)
+               for v in videos)
 
 
 class AgentLoop:
@@ -133,7 +141,7 @@ class AgentLoop:
         LoopConfig.max_tokens_per_turn); seeds come from `seeds` per (prompt, sample, backend call).
         """
         stats = LoopStats()
-        trajs = [_Traj(ep, videos=list(ep.videos)) for ep in episodes]
+        trajs = [_Traj(ep, videos=list(ep.videos), frames=num_frames(ep.videos)) for ep in episodes]
         for t in trajs:
             t.seed = seeds(t.ep.prompt_index, t.ep.sample_index, 0)
         pool = ThreadPoolExecutor(self.cfg.tool_workers, thread_name_prefix="tool") if self.cfg.tool_workers else None
@@ -247,6 +255,7 @@ class AgentLoop:
             t.finish_reason = "max_visual_tokens"
             return
         t.visual += inj.event.visual_tokens
+        t.frames += num_frames(inj.videos)
         t.append(inj.ids, None, 0)
         t.videos.extend(inj.videos)
         t.new_turn = inj.new_turn
@@ -287,6 +296,11 @@ class AgentLoop:
             return self._error_response(t, "repeated_call", "this exact call was just made and its result is above; "
                                         "use it, change the arguments, or answer", call.arguments)
         obs = self.registry.execute(call, t.ep.ctx)  # never raises: failures are error observations
+        budget = self.cfg.max_frames
+        if budget is not None and obs.error is None and t.frames + num_frames(obs.clips) > budget:
+            return self._error_response(t, "frame_budget", f"this look would show {num_frames(obs.clips)} more "
+                                        f"frame(s) after {t.frames}, over the budget of {budget} frames per question "
+                                        "(rollout.max_frames_per_question); answer from what you have seen", call.arguments)
         counter = None
         if obs.error is not None:
             if call.name not in self.registry:

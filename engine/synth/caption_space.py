@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.errors import ToolCallError
-from engine.reward.parse import extract_answer
+from engine.reward.accuracy import temporal_iou
+from engine.reward.parse import extract_answer, parse_span
 from engine.rollout.seeds import derive_seed
 from engine.tools import CaptionClipIndex, ClipRetrievalTool, ToolCall, format_tool_call, parse_time, parse_tool_call
 from engine.tools.registry import ToolContext
@@ -114,8 +115,16 @@ class CaptionSpace:
             traj.turns.append(Turn("tool", obs, name))
             messages.append({"role": "tool", "content": obs})
         traj.answer = extract_answer(traj.turns[-1].text)
-        traj.correct = traj.answer is not None and traj.answer.strip() == row.answer
+        traj.correct = traj.answer is not None and is_correct(traj.answer, row)
         return traj
+
+
+def is_correct(answer: str, row) -> bool:
+    """Rejection sampling's test: the right letter or text; for a grounding question a span with tIoU >= 0.5."""
+    if row.kind == "grounding":
+        span = parse_span(answer)
+        return span is not None and temporal_iou(span, row.answer_span_s) >= 0.5
+    return answer.strip() == row.answer
 
 
 def hermes_system(system: str, tools: list[dict]) -> str:

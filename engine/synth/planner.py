@@ -13,6 +13,7 @@ few hundred SFT steps, measured 2026-12-06, while it learns the dense look in un
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -61,3 +62,64 @@ def _next_second(mmss: str) -> str:
     mm, ss = (int(x) for x in mmss.split(":"))
     t = mm * 60 + ss + 1
     return f"{t // 60:02d}:{t % 60:02d}"
+
+
+_HIT = re.compile(r'^\d+\. (\{"start": "[\d:.]+", "end": "[\d:.]+"\})', re.M)
+_SHOWN = re.compile(r"^(\d{2}:\d{2}) a (\w+) box is shown$", re.M)
+_OPTION = re.compile(r"^([A-D])\. (\w+)$", re.M)
+
+
+class RetrieveZoomPlanner:
+    """Answers the glimpse task (engine/data/glimpse.py) in caption space, as VideoThinker's agents do.
+
+    Plan: clip_retrieval for the coloured box, then caption_zoom (grounded to frame_zoom) on the best hit,
+    its span copied verbatim from the retrieval result; when that look shows no box, zoom the next hit;
+    answer from what the look showed. With temperature T it first wanders with probability T/2 (a look at a
+    random window, which shows nothing), then recovers by retrieving, so the kept trajectories also teach
+    what to do after a look that missed. A look that found nothing ends in a guess, which rejection
+    sampling drops.
+    """
+
+    def __init__(self, min_duration_s: float, temperature: float = 0.7, zoom_frames: int = 8,
+                 query: str = "colored box"):
+        self.min_duration_s = min_duration_s  # every clip lasts at least this long: where a wandering look may go
+        self.temperature, self.zoom_frames, self.query = temperature, zoom_frames, query
+
+    def act(self, messages: list[dict], seed: int) -> str:
+        rng = random.Random(seed)
+        tools = [m["content"] for m in messages if m["role"] == "tool"]
+        question = next(m["content"] for m in messages if m["role"] == "user")
+        looked = [t.split("\n", 1)[0] for t in tools if t.startswith("caption_zoom")]  # "caption_zoom a-b:"
+        seen = [s for t in tools if t.startswith("caption_zoom") for s in _SHOWN.findall(t)]
+        if seen:
+            return self._answer(question, seen)
+        if not tools and rng.random() < self.temperature / 2:
+            start = rng.randrange(0, max(1, int(self.min_duration_s) - 2))
+            return self._zoom(json.dumps({"start": format_time(start), "end": format_time(start + 2)}))
+        if not any(t.startswith("clip_retrieval") for t in tools):
+            return format_tool_call(ToolCall("clip_retrieval", {"query": self.query, "topk": 3}))
+        hits = [h for t in tools if t.startswith("clip_retrieval") for h in _HIT.findall(t)]
+        fresh = [h for h in hits if not any(json.loads(h)["start"] in head for head in looked)]
+        return self._zoom(fresh[0]) if fresh else self._answer(question, [], rng)
+
+    def _zoom(self, span_json: str) -> str:
+        # The span is the retrieval line's own JSON, so the call repeats it verbatim (the copy a small model learns).
+        args = {**json.loads(span_json), "num_frames": self.zoom_frames}
+        return format_tool_call(ToolCall("caption_zoom", args))
+
+    def _answer(self, question: str, seen: list[tuple[str, str]], rng: random.Random | None = None) -> str:
+        listed = _OPTION.findall(question)
+        options = {c: letter for letter, c in listed}
+        if seen:
+            colour, span = seen[0][1], f"{seen[0][0]}-{_next_second(seen[-1][0])}"
+        else:
+            colour, span = (rng or random.Random(0)).choice(sorted(options) or ["red"]), "00:00-00:02"
+        if not options:  # a grounding question: the span is the answer
+            return (f"<time>{span}</time> <caption>a {colour} box</caption> "
+                    f"<think>The box shows over {span}.</think> <answer>{span}</answer>")
+        letter = options.get(colour, "A")
+        # The options restated verbatim, then the colour looked up among them: a 2-layer model learns this lookup
+        # (0.81 held-out after 600 text-only steps) where "The box is red, option B." stays at chance.
+        restated = " ".join(f"{l}. {c}" for l, c in listed)
+        return (f"<time>{span}</time> <caption>a {colour} box</caption> "
+                f"<think>{restated}; {colour} is {letter}.</think> <answer>{letter}</answer>")

@@ -55,7 +55,7 @@ class FrameZoomTool(Tool):
 
     def __init__(self, max_frames: int = MAX_ZOOM_FRAMES):
         if max_frames < 2:
-            raise ConfigError("frame_zoom.max_frames", f"must be >= 2, got {max_frames}")
+            raise ConfigError("rollout.max_zoom_frames", f"must be >= 2, got {max_frames}")
         self.max_frames = max_frames - max_frames % 2
 
     def convert(self, arguments: dict) -> FrameZoomArgs:
@@ -81,7 +81,8 @@ class FrameZoomTool(Tool):
         if args.num_frames is not None:
             n = min(args.num_frames, self.max_frames)
             if n < args.num_frames:
-                notes.append(f"num_frames {args.num_frames} clamped to the maximum {self.max_frames}")
+                notes.append(f"num_frames {args.num_frames} clamped to the maximum {self.max_frames} "
+                             "(rollout.max_zoom_frames)")
             even = max(2, n - n % 2)
             if even != n:
                 notes.append(f"num_frames {n} set to {even} (frames are taken in pairs)")

@@ -3,23 +3,29 @@ import json
 
 from engine.cli import main
 
-EVAL_KEYS = {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "per_kind"}
+EVAL_KEYS = {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "frames_per_question",
+             "retrieval_calls_per_question", "zoom_hit_rate", "per_kind"}
 
 
 def test_demo_writes_demo_json_with_every_stage_and_ablation(tmp_path):
     out = tmp_path / "run"
-    rc = main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}", "data.num_videos=12",
-               "data.eval_fraction=0.34", "sft.steps=3", "sft.batch_size=2", "trainer.steps=1",
-               "trainer.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=24"])
+    rc = main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}", "data.num_videos=16",
+               "data.eval_fraction=0.5", "data.min_duration_s=20", "data.duration_s=30", "sft.steps=3",
+               "sft.batch_size=2", "trainer.steps=1", "trainer.prompts_per_step=2", "rollout.group_size=2",
+               "rollout.max_new_tokens=24"])
     assert rc == 0
     demo = json.loads((out / "demo.json").read_text())
     assert demo["mode"] == "agent" and demo["chance"] == 0.25 and demo["wall_s"] > 0
-    assert demo["num_eval_questions"] == 4  # one question per held-out clip
+    assert demo["num_eval_questions"] == 6  # one question per held-out clip; one clip in four asks "when"
+    assert demo["data"] == {"train_clips": 8, "eval_clips": 8, "eval_clips_identical_to_train": 0}
+    assert demo["commit"] and demo["config"]["data"]["task"] == "glimpse" and demo["data_seed"] == 0
     assert set(demo["stages"]) == {"base", "sft", "grpo"} and set(demo["ablations"]) == {"blank_video", "no_tools"}
-    for e in [*demo["stages"].values(), *demo["ablations"].values()]:
-        assert set(e) >= EVAL_KEYS and e["questions"] == 4 and 0 <= e["accuracy"] <= 1
-        assert e["per_kind"]["mcq"]["n"] == 4
-    assert demo["synth"]["kept"] > 0
+    assert set(demo["controls"]) == {"dense_look", "shuffled_retrieval"}  # the trained ones need --controls
+    for e in [*demo["stages"].values(), *demo["ablations"].values(), *demo["controls"].values()]:
+        assert set(e) >= EVAL_KEYS and e["questions"] == 6 and 0 <= e["accuracy"] <= 1
+        assert e["per_kind"]["mcq"]["n"] == 6 and e["per_kind"]["grounding"]["n"] == 2
+        assert e["frames_per_question"] >= 8  # the 8 global frames at least
+    assert demo["synth"]["questions"] == 2 and demo["synth"]["training_questions"] == 8  # a quarter
     for name in ("eval-base.json", "eval-grpo.json", "demo.png", "synth/trajectories.jsonl", "sft/config.json"):
         assert (out / name).is_file(), name
     assert (out / "data" / "videos.jsonl").is_file()

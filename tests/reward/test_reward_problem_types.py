@@ -154,13 +154,13 @@ def test_user_reward_fn_cannot_shadow_built_in_terms_and_its_errors_name_the_row
 
 
 def test_eval_summary_per_kind_and_without_multiple_choice():
-    from engine.orchestration.evaluation import summarise
+    from engine.orchestration.evaluation import Scored, summarise
 
     mcq, num, ocr = row("mcq", "B", ["one", "two"]), row("numerical", "3"), row("ocr", "EXIT")
-    mixed = summarise([(mcq, 1.0, 1.0, 0), (num, 0.0, 1.0, 1), (ocr, 0.5, 0.0, 2)])
+    mixed = summarise([Scored(mcq, 1.0, 1.0, 0), Scored(num, 0.0, 1.0, 1), Scored(ocr, 0.5, 0.0, 2)])
     assert (mixed["questions"], mixed["accuracy"], mixed["chance"]) == (1, 1.0, 0.5)  # over multiple choice
     assert mixed["per_kind"] == {"mcq": {"n": 1, "accuracy": 1.0}, "numerical": {"n": 1, "accuracy": 0.0},
                                  "ocr": {"n": 1, "accuracy": 0.5}}
     assert mixed["format"] == pytest.approx(2 / 3) and mixed["tool_calls_per_sample"] == 1.0
-    open_ended = summarise([(num, 0.0, 1.0, 0), (ocr, 0.5, 0.0, 0)])
+    open_ended = summarise([Scored(num, 0.0, 1.0, 0), Scored(ocr, 0.5, 0.0, 0)])
     assert (open_ended["questions"], open_ended["accuracy"], open_ended["chance"]) == (2, 0.25, None)

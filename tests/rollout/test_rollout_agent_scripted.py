@@ -270,3 +270,26 @@ def test_a_request_the_backend_refuses_fails_its_sample_not_the_batch(session):
     assert refused.finish_reason == "refused" and refused.counters == {"refused_request": 1}
     assert refused.tool_trace[-1].kind == "refused" and "max_model_len" in refused.tool_trace[-1].error
     assert stats.loop.refused == 1
+
+
+def test_frame_budget_refuses_a_look_past_it_with_an_error_naming_the_key(session):
+    """rollout.max_frames_per_question: the prompt's frames count, a zoom that fits is served, the next one that
+    would go over is an error observation naming the key, and the model can still answer."""
+    prompt_frames = session.rollout.prepare(session.train_rows[0]).videos[0].grid_thw[0] * 2
+    zoom = call("frame_zoom", start=1, end=3, num_frames=2)
+    again = call("frame_zoom", start=2, end=4, num_frames=2)
+    _, batch, _ = rollout(session, [[[zoom, again, ANSWER]]], max_frames=prompt_frames + 2)
+    (s,) = batch.samples
+    first, second = s.tool_trace
+    assert first.ok and first.name == "frame_zoom"
+    assert not second.ok and second.error == "frame_budget" and "rollout.max_frames_per_question" in second.result
+    assert s.counters == {"frame_budget": 1} and s.finish_reason == "stop"
+    assert sum(len(v.frame_times_s) or v.grid_thw[0] * 2 for v in s.videos) == prompt_frames + 2
+
+
+def test_frame_zoom_is_clamped_to_rollout_max_zoom_frames(session):
+    from engine.tools import FrameZoomTool
+
+    obs = FrameZoomTool(max_frames=4).run(FrameZoomTool().convert({"start": 0, "end": 6, "num_frames": 8}),
+                                          session.rollout.prepare(session.train_rows[0]).ctx)
+    assert obs.clips[0].num_frames == 4 and "rollout.max_zoom_frames" in obs.text

@@ -73,3 +73,56 @@ def test_thinker_mode_keeps_only_the_final_trace(flash, tmp_path):
     assert report.kept == len(rows)
     for turns in kept.values():
         assert len(turns) == 1 and turns[0]["text"].startswith("<time>") and "<answer>" in turns[0]["text"]
+
+
+@pytest.fixture(scope="module")
+def glimpse(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_glimpse")
+    make_dataset(root, num_videos=16, seed=2, width=128, height=96, fps=2, duration_s=30, min_duration_s=20,
+                 eval_fraction=0.25, task="glimpse")
+    return root, load_videos(root), load_rows(root / "train.jsonl")
+
+
+def test_glimpse_planner_retrieves_then_zooms_on_the_retrieved_span_verbatim(glimpse):
+    from engine.data import glimpse as task
+    from engine.synth.planner import RetrieveZoomPlanner
+
+    _, records, rows = glimpse
+    space = CaptionSpace(records, task.fine_captions, max_turns=3)
+    for i, row in enumerate(rows):
+        traj = space.run(RetrieveZoomPlanner(20, temperature=0.0), row, "sys", question_text(row), i)
+        assert traj.correct, (row.id, [t.text for t in traj.turns])
+        first, retrieved, zoom, looked, answer = traj.turns
+        assert parse_tool_call(first.text).name == "clip_retrieval" and retrieved.name == "clip_retrieval"
+        best = json.loads(retrieved.text.split("\n")[1].split(" ", 1)[1].rsplit(" (score", 1)[0])
+        call = parse_tool_call(zoom.text)
+        assert call.name == "caption_zoom" and {k: call.arguments[k] for k in ("start", "end")} == best
+        assert "box is shown" in looked.text and "<answer>" in answer.text
+
+
+def test_glimpse_planner_recovers_from_a_look_that_missed(glimpse):
+    from engine.data import glimpse as task
+    from engine.synth.planner import RetrieveZoomPlanner
+
+    _, records, rows = glimpse
+    space = CaptionSpace(records, task.fine_captions, max_turns=3)
+    recovered = 0
+    for i, row in enumerate(rows):
+        for k in range(6):
+            traj = space.run(RetrieveZoomPlanner(20, temperature=1.0), row, "sys", question_text(row), 100 * i + k)
+            names = [t.name for t in traj.turns if t.role == "tool"]
+            if names[:1] == ["caption_zoom"] and "box is shown" not in traj.turns[1].text:
+                assert names[1:] == ["clip_retrieval", "caption_zoom"]  # a wasted look, then retrieval and zoom
+                assert traj.correct or row.kind == "grounding"  # a grounding span may be judged too partial
+                recovered += 1
+    assert recovered > 0
+
+
+def test_synthesis_works_on_a_fraction_of_the_training_questions(glimpse, tmp_path):
+    root, records, rows = glimpse
+    cfg = load_config(None, [f"data.dir={root}", "data.task=glimpse", "data.duration_s=30", "data.min_duration_s=20",
+                             "rollout.mode=agent", "rollout.max_turns=3", "synth.question_fraction=0.25"])
+    kept, report = synthesize(cfg, rows, records, tmp_path / "t.jsonl", log=lambda _: None)
+    assert report.questions == len(rows) // 4 and report.training_questions == len(rows)
+    assert 0 < len(kept) <= len(rows) // 4
+    assert report.to_json()["tool_mix"]["clip_retrieval"] >= len(kept)  # every kept trajectory retrieved
