@@ -221,7 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Flags may come anywhere among the overrides (`vthink demo CONFIG --controls data.seed=3`): argparse stops a
+    # positional list at a flag, so whatever follows it is taken back here as more overrides.
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(ns, "args") or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.args += extra
     if ns.command == "bench":
         return cmd_bench(ns.name, ns.bench_args)
     if ns.command == "view":

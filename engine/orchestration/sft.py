@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
         raise ConfigError("trainer.output_dir", f"--resume found no SFT checkpoint under {ckpt_root}")
     log(f"sft: {steps} steps of {cfg.sft.batch_size} rows on {scfg.ray.learners} FSDP learner rank(s)")
     cluster = Cluster(scfg, log, records=data.records)
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="sft-batch")
     try:
         start = 0
         if last is not None:
@@ -98,8 +100,17 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
         if last is not None:  # drop the lines of steps the checkpoint does not contain
             kept = [m for m in read_metrics(metrics_log.path) if m["step"] < start]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+
+        def draw() -> tuple[Future, dict]:
+            """The next batch, built (trajectory replay, frames, tokens) while the learners take this step, and
+            the stream's state once it is drawn (what a checkpoint after that step resumes from)."""
+            picked = next(stream)
+            return prefetch.submit(batch, picked), stream.state()
+
+        upcoming = draw() if start < steps else None
         for step in range(start, steps):
-            learner = cluster.sft_update(batch(next(stream)))
+            (ready, drawn), upcoming = upcoming, (draw() if step + 1 < steps else None)
+            learner = cluster.sft_update(ready.result())
             learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
             m = {"step": step, **learner}
             done = step + 1
@@ -108,7 +119,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
                 result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
                 m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
             if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
-                cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": stream.state()})
+                cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
             metrics_log.write(m)
             if step % 25 == 0 or done == steps or "eval_accuracy" in m:
                 log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
@@ -122,6 +133,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             f.replace(out / f.name)
         partial.rmdir()
     finally:
+        prefetch.shutdown(wait=False, cancel_futures=True)
         cluster.shutdown(keep_ray=keep_ray)
     log(f"saved the SFT policy to {out}")
     return out

@@ -1,15 +1,11 @@
-"""The scripted caption-space planner: a seeded, stochastic stand-in for a chat model (the embedded default).
+"""The scripted caption-space planners: seeded, stochastic stand-ins for a chat model (the embedded default).
 
-Its plan for the flash task (engine/data/flash.py): the global frames are too sparse, so look at the
-whole clip again, densely (caption_zoom over [0, duration] with `zoom_frames` frames, grounded to
-frame_zoom), find the second whose caption names a colour, and answer. With temperature T it strays as
-a sampled model would: with probability T/2 it looks at a random short window instead, which often
-misses the flash and ends in a guess that rejection sampling then drops, so the kept fraction is
-below 1, as in the paper's synthesis.
-
-(A retrieve-then-zoom plan, copying the span clip_retrieval returns into frame_zoom's arguments, is the
-natural one for longer videos; the 1.6M-parameter tiny model did not learn that copy within the demo's
-few hundred SFT steps, measured 2026-12-06, while it learns the dense look in under a hundred.)
+`RetrieveZoomPlanner` (the glimpse task, the demo's): clip_retrieval, then a zoom on the best hit with its
+span copied verbatim, another hit when the look shows nothing, then the answer. `ScriptedPlanner` (the
+flash smoke task): the global frames are too sparse, so look at the whole clip again, densely
+(caption_zoom over [0, duration] with `zoom_frames` frames, grounded to frame_zoom), find the second whose
+caption names a colour, and answer. With temperature T either strays as a sampled model would (a look at
+a random window), so the kept fraction of rejection sampling can fall below 1, as in the paper's synthesis.
 """
 from __future__ import annotations
 
@@ -120,6 +116,6 @@ class RetrieveZoomPlanner:
         letter = options.get(colour, "A")
         # The options restated verbatim, then the colour looked up among them: a 2-layer model learns this lookup
         # (0.81 held-out after 600 text-only steps) where "The box is red, option B." stays at chance.
-        restated = " ".join(f"{l}. {c}" for l, c in listed)
+        restated = " ".join(f"{key}. {c}" for key, c in listed)
         return (f"<time>{span}</time> <caption>a {colour} box</caption> "
                 f"<think>{restated}; {colour} is {letter}.</think> <answer>{letter}</answer>")

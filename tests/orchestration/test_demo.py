@@ -38,3 +38,25 @@ def test_demo_writes_demo_json_with_every_stage_and_ablation(tmp_path):
     (out / "data" / "mine.txt").write_text("keep me")
     assert main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}"]) == 2
     assert (out / "data" / "mine.txt").read_text() == "keep me"
+
+
+def test_demo_controls_are_trained_the_same_way(tmp_path):
+    """--controls: sft_long (SFT twice as long), trained_blank and trained_no_tools (synthesis, SFT and GRPO with
+    one thing changed), each a full eval dict, each run in its own folder with its own policy."""
+    out = tmp_path / "run"
+    rc = main(["demo", "configs/tiny_agent_cpu.yaml", "--controls", f"trainer.output_dir={out}", "data.num_videos=16",
+               "data.eval_fraction=0.5", "data.min_duration_s=20", "data.duration_s=30", "sft.steps=2",
+               "sft.batch_size=2", "trainer.steps=1", "trainer.prompts_per_step=2", "rollout.group_size=2",
+               "rollout.max_new_tokens=16"])
+    assert rc == 0
+    demo = json.loads((out / "demo.json").read_text())
+    assert set(demo["controls"]) == {"dense_look", "shuffled_retrieval", "sft_long", "trained_blank", "trained_no_tools"}
+    for e in demo["controls"].values():
+        assert set(e) >= EVAL_KEYS and e["questions"] == 6
+    sft_long = [json.loads(x) for x in (out / "controls" / "sft_long" / "metrics.jsonl").read_text().splitlines()]
+    assert len(sft_long) == 4  # twice sft.steps
+    blank = json.loads((out / "controls" / "trained_blank" / "grpo" / "config.json").read_text())
+    assert blank["video"]["blank"] is True
+    no_tools = json.loads((out / "controls" / "trained_no_tools" / "grpo" / "config.json").read_text())
+    assert no_tools["rollout"]["mode"] == "thinker" and no_tools["video"]["max_frames"] == 8
+    assert demo["controls"]["trained_no_tools"]["tool_calls_per_sample"] == 0

@@ -290,6 +290,7 @@ def test_frame_budget_refuses_a_look_past_it_with_an_error_naming_the_key(sessio
 def test_frame_zoom_is_clamped_to_rollout_max_zoom_frames(session):
     from engine.tools import FrameZoomTool
 
+    r, _, _ = rollout(session, [[[ANSWER]]])  # an agent-mode engine: its prompts carry a tool context
     obs = FrameZoomTool(max_frames=4).run(FrameZoomTool().convert({"start": 0, "end": 6, "num_frames": 8}),
-                                          session.rollout.prepare(session.train_rows[0]).ctx)
+                                          r.prepare(session.train_rows[0]).ctx)
     assert obs.clips[0].num_frames == 4 and "rollout.max_zoom_frames" in obs.text

@@ -10,9 +10,9 @@ from engine.rollout.backend import SamplingParams
 from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import SeedTable
 
-class Session:  # the two fields evaluate_session reads, plus the model it puts in eval mode
-    def __init__(self, eval_rows, rollout):
-        self.eval_rows, self.rollout, self.model = eval_rows, rollout, rollout.backend.model
+class Session:  # the fields evaluate_session reads, plus the model it puts in eval mode
+    def __init__(self, eval_rows, rollout, records=None):
+        self.eval_rows, self.rollout, self.model, self.records = eval_rows, rollout, rollout.backend.model, records
 
 
 CALL = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": "00:01.0", "end": "00:03.0"}}\n</tool_call>'
