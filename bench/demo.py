@@ -21,7 +21,8 @@ from engine.orchestration.demo import run_demo, source_commit
 from engine.telemetry.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOKS = ("tool_calls_per_sample", "frames_per_question", "retrieval_calls_per_question", "zoom_hit_rate")
+LOOKS = ("tool_calls_per_sample", "frames_per_question", "retrieval_calls_per_question", "zoom_hit_rate",
+         "caption_names_answer")
 
 
 def figures(demo: dict) -> dict[str, float]:

@@ -13,7 +13,8 @@ GRPO reward curve). demo.json:
                   "trained_blank", "trained_no_tools" (agent mode)}, "synth": {...}}
 
 where each stage, ablation and control is the eval.json dict of engine/orchestration/evaluation.py (accuracy,
-format, tool calls, frames and retrieval calls per question, zoom hit rate; time_iou in thinker mode). A
+format, tool calls, frames and retrieval calls per question, zoom hit rate, caption_names_answer; time_iou in
+thinker mode). A
 control not run is absent. Ablations change the final policy's inputs at evaluation (blank frames, no
 tools); `dense_look` makes its every frame_zoom look at the whole clip, `shuffled_retrieval` makes
 clip_retrieval answer with random clips; trained controls run the same synthesis, SFT and GRPO budget
@@ -119,7 +120,9 @@ def log_eval(log: Log, out: Path, stage: str, result: dict, seconds: float) -> N
     log(f"eval {stage:<18} | {result['questions']} questions | accuracy {result['accuracy']:.3f} | "
         f"format {result['format']:.3f} | tools/q {result['tool_calls_per_sample']:.2f} | "
         f"frames/q {result['frames_per_question']:.1f}" + (f" | zoom hits {hit:.2f}" if hit is not None else "")
-        + (f" | tIoU {iou['mean']:.2f}" if iou else "") + f" | {seconds:.0f} s")
+        + (f" | tIoU {iou['mean']:.2f}" if iou else "")
+        + (f" | caption right {result['caption_names_answer']:.2f}" if "caption_names_answer" in result else "")
+        + f" | {seconds:.0f} s")
 
 
 def run_demo(cfg: Config, log: Log = print, controls: bool = False) -> dict:

@@ -5,6 +5,7 @@ writes to eval.json:
 
     {"questions", "accuracy", "chance", "format", "tool_calls_per_sample", "frames_per_question",
      "retrieval_calls_per_question", "zoom_hit_rate", "per_kind": {kind: {"n", "accuracy"}},
+     "caption_names_answer" (multiple choice: the share whose final <caption> names the right option's text),
      "time_iou": {"mean", "r03", "r05"} (thinker mode, when the clips' targets are known)}
 
 accuracy and chance are over the multiple-choice questions (over every question, chance null, when there
@@ -35,6 +36,7 @@ from engine.video.blank import BlankVideoService
 from engine.tools.video_tools import FrameZoomTool
 
 _TIME = re.compile(r"<time>([^<]*)</time>")
+_CAPTION = re.compile(r"<caption>([^<]*)</caption>")
 
 
 def blanked(rollout: GroupedRollout) -> GroupedRollout:
@@ -91,6 +93,7 @@ class Scored:
     retrievals: int = 0  # clip_retrieval calls
     zoom_hits: list[bool] = field(default_factory=list)  # per frame_zoom served: did its window overlap the target
     time_iou: float | None = None  # thinker mode: IoU of the answer's first <time> span with the target
+    caption_names_answer: bool | None = None  # mcq: the final <caption> names the right option's text
 
 
 def scored_samples(cfg, samples, by_id: dict, records: dict | None = None) -> list[Scored]:
@@ -110,8 +113,19 @@ def scored_samples(cfg, samples, by_id: dict, records: dict | None = None) -> li
             retrievals=sum(1 for e in tools if e.name == "clip_retrieval"),
             zoom_hits=[] if span is None else [_overlaps(e.arguments, span) for e in tools
                                                if e.name == "frame_zoom" and e.ok],
-            time_iou=None if span is None or agent else first_span_iou(x.final_text, span)))
+            time_iou=None if span is None or agent else first_span_iou(x.final_text, span),
+            caption_names_answer=names_answer(x.final_text, row)))
     return out
+
+
+def names_answer(text: str, row) -> bool | None:
+    """Whether the response's last <caption> names the right option's text, as whole words (None: not multiple
+    choice). What the model saw, apart from whether it then wrote the right letter."""
+    if row.kind != "mcq":
+        return None
+    captions = _CAPTION.findall(text or "")
+    wanted = re.escape(row.options[row.answer_index].strip())
+    return bool(captions) and re.search(rf"(?<!\w){wanted}(?!\w)", captions[-1], re.IGNORECASE) is not None
 
 
 def _target(records: dict | None, row) -> tuple[float, float] | None:
@@ -163,6 +177,9 @@ def summarise(results: list[Scored], stats=None, gated: int = 0, thinker: bool =
         "zoom_hit_rate": sum(zooms) / len(zooms) if zooms else None,  # None: no zoom was served
         "per_kind": per_kind,
     }
+    named = [x.caption_names_answer for x in results if x.caption_names_answer is not None]
+    if named:
+        out["caption_names_answer"] = sum(named) / len(named)
     ious = [x.time_iou for x in results if x.time_iou is not None]
     if thinker and ious:
         out["time_iou"] = {"mean": sum(ious) / len(ious), "r03": sum(i >= 0.3 for i in ious) / len(ious),

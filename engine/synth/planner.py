@@ -104,8 +104,7 @@ class RetrieveZoomPlanner:
         return format_tool_call(ToolCall("caption_zoom", args))
 
     def _answer(self, question: str, seen: list[tuple[str, str]], rng: random.Random | None = None) -> str:
-        listed = _OPTION.findall(question)
-        options = {c: letter for letter, c in listed}
+        options = {c: letter for letter, c in _OPTION.findall(question)}
         if seen:
             colour, span = seen[0][1], f"{seen[0][0]}-{_next_second(seen[-1][0])}"
         else:
@@ -114,8 +113,5 @@ class RetrieveZoomPlanner:
             return (f"<time>{span}</time> <caption>a {colour} box</caption> "
                     f"<think>The box shows over {span}.</think> <answer>{span}</answer>")
         letter = options.get(colour, "A")
-        # The options restated verbatim, then the colour looked up among them: a 2-layer model learns this lookup
-        # (0.81 held-out after 600 text-only steps) where "The box is red, option B." stays at chance.
-        restated = " ".join(f"{key}. {c}" for key, c in listed)
         return (f"<time>{span}</time> <caption>a {colour} box</caption> "
-                f"<think>{restated}; {colour} is {letter}.</think> <answer>{letter}</answer>")
+                f"<think>The box is {colour}, option {letter}.</think> <answer>{letter}</answer>")

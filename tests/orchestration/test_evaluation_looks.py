@@ -67,3 +67,20 @@ def test_shuffled_retrieval_answers_with_random_clips_of_the_video(clips):
     tool = ClipRetrievalTool(shuffled)
     text = tool.run(tool.convert({"query": QUERY}), ctx).text
     assert text.count('{"start"') == 3 and json.loads(text.split("\n")[1][3:].split(" (score")[0])["start"]
+
+
+def test_caption_names_answer_reads_the_last_caption_as_whole_words(clips):
+    from engine.orchestration.evaluation import names_answer
+
+    _, rows = clips
+    mcq = next(r for r in rows if r.kind == "mcq")
+    right = mcq.options[mcq.answer_index]
+    wrong = next(o for o in mcq.options if o != right)
+    assert names_answer(f"<caption>a {wrong} box</caption> <caption>a {right.upper()} box</caption>", mcq)
+    assert not names_answer(f"<caption>a {right} box</caption> <caption>a {wrong} box</caption>", mcq)
+    assert not names_answer(f"<caption>a {right}dish box</caption>", mcq) and not names_answer(right, mcq)
+    grounding = next((r for r in rows if r.kind == "grounding"), None)
+    if grounding is not None:
+        assert names_answer("<caption>x</caption>", grounding) is None
+    out = summarise([Scored(mcq, 0.0, 1.0, caption_names_answer=True), Scored(mcq, 0.0, 1.0, caption_names_answer=False)])
+    assert out["caption_names_answer"] == 0.5
