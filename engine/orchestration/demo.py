@@ -63,11 +63,12 @@ def fresh_data_dir(out: Path) -> Path:
 
 
 def source_commit() -> str | None:
-    """The commit of the source checkout the engine runs from ("<sha>-dirty" with uncommitted changes)."""
+    """The commit of the source checkout the engine runs from ("<sha>-dirty" with uncommitted changes outside
+    bench/results, which a running bench rewrites itself)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha + ("-dirty" if dirty else "")
