@@ -204,7 +204,8 @@ def demo_table(demo: dict) -> str:
 
 
 def plot_demo(demo: dict, history: list[dict], path: Path) -> Path:
-    """Held-out accuracy per stage, ablation and control (bars) beside the GRPO reward and accuracy per step."""
+    """Held-out accuracy per stage, ablation and control (bars; hatched beside them, the share whose caption names
+    the right option, when known) beside the GRPO reward and accuracy per step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,10 +217,16 @@ def plot_demo(demo: dict, history: list[dict], path: Path) -> Path:
     names = [n for g, _ in groups for n in g]
     values = [e["accuracy"] for g, _ in groups for e in g.values()]
     colours = [c for g, c in groups for _ in g]
-    left.bar(range(len(names)), values, color=colours)
+    named = [e.get("caption_names_answer") for g, _ in groups for e in g.values()]
+    shown = any(v is not None for v in named)
+    width = 0.4 if shown else 0.8
+    left.bar([i - width / 2 * shown for i in range(len(names))], values, width, color=colours, label="accuracy")
+    if shown:
+        left.bar([i + width / 2 for i in range(len(names))], [v or 0.0 for v in named], width, color=colours,
+                 alpha=0.45, hatch="//", label="caption names the answer")
     left.set_xticks(range(len(names)), names, rotation=30, ha="right")
     for i, v in enumerate(values):
-        left.text(i, v + 0.02, f"{v:.2f}", ha="center")
+        left.text(i - width / 2 * shown, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
     left.axhline(demo["chance"], color="grey", linestyle="--", label="chance")
     left.set_ylim(0, 1.1)
     left.set_ylabel("held-out accuracy")
