@@ -179,6 +179,12 @@ def expected_frame(record: VideoRecord, frame_index: int) -> np.ndarray:
 
 
 def iter_expected_frames(record: VideoRecord) -> Iterator[np.ndarray]:
+    """Every frame of `record` as rendered before encoding, in order (a glimpse clip by its own renderer)."""
+    if any(ev.kind == "glimpse" for ev in record.events):
+        from engine.data.glimpse import render_frames
+
+        yield from render_frames(record)
+        return
     for i in range(record.num_frames):
         yield expected_frame(record, i)
 
@@ -189,13 +195,7 @@ def render_video(record: VideoRecord, path: str | os.PathLike | None = None) -> 
     if record.codec not in CODECS:
         raise ConfigError("codec", f"must be one of {sorted(CODECS)}, got {record.codec!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if any(ev.kind == "glimpse" for ev in record.events):
-        from engine.data.glimpse import render_frames
-
-        frames = render_frames(record)
-    else:
-        frames = iter_expected_frames(record)
-    _encode(out, frames, CODECS[record.codec], record.fps, record.width, record.height)
+    _encode(out, iter_expected_frames(record), CODECS[record.codec], record.fps, record.width, record.height)
     return out
 
 

@@ -25,8 +25,6 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-import torch
-
 from engine.reward import score, score_sample
 from engine.reward.accuracy import temporal_iou
 from engine.reward.parse import parse_span
