@@ -150,14 +150,14 @@ def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bo
 
 def single_process_run(out: Path, steps: int, overrides: list[str]) -> None:
     """The "single" case, run in the child process: the same GRPO steps, in this process, without Ray."""
+    import torch
     import torch.distributed as dist
 
     from engine.config import load_config
     from engine.data.sources import prepare
     from engine.learner.fsdp import FSDPLearner
-    from engine.native import mrope_config
     from engine.orchestration.session import build_backend, build_rollout
-    from engine.orchestration.trainer import Trainer
+    from engine.recipes.grpo import Trainer
     from engine.sync import free_port
     from engine.telemetry.metrics import MetricsLog
 
@@ -177,15 +177,13 @@ def single_process_run(out: Path, steps: int, overrides: list[str]) -> None:
         def rollout(self, rows, group_size, params):
             return engine.run(rows, group_size, params)
 
-        def update(self, batch, advantages):
-            return learner.update(batch, advantages)
+        def update(self, samples):
+            advantages = torch.tensor([x.advantage for x in samples])
+            return learner.update(learner.batch(samples), advantages)
 
         def sync_weights(self, newer_than: int = -1) -> None:
             self.version = max(self.version, newer_than) + 1
             backend.load_weights(((n, t) for n, t in learner.named_full_tensors() if n in trained), self.version)
-
-        def policy_ids(self):
-            return tokenizer.pad_token_id, config.video_token_id, mrope_config(config), engine.spec
 
     cluster = InProcess()
     cluster.sync_weights()

@@ -128,8 +128,8 @@ def check_learner_step() -> dict:
     from engine.config import load_config
     from engine.learner.fsdp import FSDPLearner
     from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids
-    from engine.native import mrope_config
-    from engine.rollout.batch import RolloutBatch, Sample
+    from engine.learner.batch import BatchIds, learner_batch
+    from engine.rollout.batch import Sample
     from engine.sync import free_port
     from engine.video.spec import vision_spec
 
@@ -147,7 +147,7 @@ def check_learner_step() -> dict:
         g = torch.Generator().manual_seed(1)
         samples = [Sample(k, "r", prompt, torch.randint(10, 200, (12,), generator=g).tolist(), [-1.0] * 12, video,
                           videos=[video]) for k in range(4)]
-        T = RolloutBatch(samples, 2, mrope_config(ref.config)).tensors(tok.pad_token_id, ref.config.video_token_id)
+        T = learner_batch(samples, BatchIds.of(tok, ref.config))
         got = learner.compute_logprobs(T)
         want = _full_forward_logprobs(ref, T)
         m = T["loss_mask"].bool()
@@ -163,9 +163,9 @@ def check_learner_step() -> dict:
 
 def check_hf_backend() -> dict:
     from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids
-    from engine.native import mrope_config
+    from engine.learner.batch import BatchIds, learner_batch
     from engine.rollout.backend import Request, SamplingParams
-    from engine.rollout.batch import RolloutBatch, Sample
+    from engine.rollout.batch import Sample
     from engine.rollout.hf_backend import HFBackend
     from engine.video.spec import vision_spec
 
@@ -180,7 +180,7 @@ def check_hf_backend() -> dict:
         gens = be.generate([Request(prompt, [video], SamplingParams(max_new_tokens=24, temperature=0.9, seed=s))
                             for s in range(4)])
         samples = [Sample(k, "r", prompt, g.token_ids, g.logprobs, video, videos=[video]) for k, g in enumerate(gens)]
-        T = RolloutBatch(samples, 4, mrope_config(model.config)).tensors(tok.pad_token_id, model.config.video_token_id)
+        T = learner_batch(samples, BatchIds.of(tok, model.config))
         ref = _full_forward_logprobs(model, T, temperature=0.9)
         m = T["loss_mask"].bool()
         out[arch] = {"tokens": int(m.sum()), "logp_gap_max": (ref[m] - T["rollout_logp"][m]).abs().max().item(),

@@ -39,7 +39,7 @@ def cmd_train(cfg, resume: bool = False) -> int:
     from engine.orchestration.ray_start import start_ray
 
     start_ray(cfg)  # in the background, while the trainer imports and the data is checked
-    from engine.orchestration.trainer import train
+    from engine.recipes.grpo import train
 
     train(cfg, resume=resume)
     return 0
@@ -50,7 +50,7 @@ def cmd_sft(cfg, resume: bool = False) -> int:
 
     start_ray(cfg)
     from engine.data.sources import prepare
-    from engine.orchestration.sft import run_sft
+    from engine.recipes.sft import run_sft
 
     if cfg.sft.steps < 1 and cfg.sft.epochs < 1:
         raise ConfigError("sft.steps", "`vthink sft` needs sft.steps >= 1 or sft.epochs >= 1")

@@ -182,7 +182,7 @@ class OptimConfig:
 
 @dataclass
 class SFTConfig:
-    """Supervised fine-tuning on the FSDP learners (engine/orchestration/sft.py), before GRPO in `vthink train`."""
+    """Supervised fine-tuning on the FSDP learners (engine/recipes/sft.py), before GRPO in `vthink train`."""
 
     steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # optimizer steps; 0 = use `epochs`
     epochs: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # passes over the rows with a trace, when steps = 0

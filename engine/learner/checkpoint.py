@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from engine.learner.errors import CheckpointError
-from engine.model.loading import model_dir
+from engine.model.loading import policy_dir
 
 if TYPE_CHECKING:
     from engine.learner.fsdp import FSDPLearner
@@ -90,7 +90,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def _source_dir(learner: FSDPLearner) -> Path:
-    return model_dir(learner.cfg.model.path, learner.cfg.model.seed, learner.cfg.model.arch)
+    return policy_dir(learner.cfg.model)
 
 
 def _fsync_dir(path: Path) -> None:

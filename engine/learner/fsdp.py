@@ -35,11 +35,12 @@ from engine import native
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.learner import checkpoint, microbatch
+from engine.learner.batch import BatchIds, learner_batch, weight_key_spans
 from engine.learner.errors import LearnerBatchError
 from engine.learner.logprob import LogprobModel
 from engine.learner.options import LearnerConfig
 from engine.learner.policy import warmup_schedule
-from engine.model import load_policy, model_dir
+from engine.model import load_policy, policy_dir
 from engine.telemetry.phases import PhaseTimer
 from kernels import grpo_loss
 
@@ -118,7 +119,7 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
 
     from engine.model.loading import check_vocab
 
-    local = model_dir(config.model.path, config.model.seed, config.model.arch)
+    local = policy_dir(config.model)
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     hf_config = AutoConfig.from_pretrained(local, local_files_only=True)
     check_vocab(hf_config, tokenizer)
@@ -209,7 +210,7 @@ class FSDPLearner:
         self.fused = self.options.fused_loss and isinstance(head, torch.nn.Linear) and head.bias is None
         if self.options.fused_loss and not self.fused:
             log.warning("learner.fused_loss: the LM head is not a bias-free linear layer; using log-probs + loss")
-        self.mrope = native.mrope_config(hf.config)
+        self.ids = BatchIds.of(self.tokenizer, hf.config)  # this policy's pad / video ids and position rule
 
     # ------------------------------------------------------------------ model access
 
@@ -225,6 +226,13 @@ class FSDPLearner:
             yield name, (t.full_tensor() if isinstance(t, DTensor) else t).detach()
 
     # ------------------------------------------------------------------ batches
+
+    def batch(self, samples: list, key_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """This policy's learner tensors of `samples` (engine/learner/batch.py); with `key_weight` (SFT), model
+        tokens inside <answer>, <tool_call> and <caption> weigh that much more."""
+        batch = learner_batch(samples, self.ids)
+        batch["loss_mask"] = weight_key_spans(batch["input_ids"], batch["loss_mask"], self.tokenizer, key_weight)
+        return batch
 
     def _prepare(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor | None
                  ) -> tuple[dict[str, torch.Tensor], microbatch.BatchLayout]:
@@ -248,7 +256,7 @@ class FSDPLearner:
             batch["position_ids"], _ = native.mrope_position_ids(
                 batch["input_ids"], batch.get("mm_token_type_ids"), batch.get("image_grid_thw"),
                 batch.get("video_grid_thw"), batch.get("second_per_grid_ts"), batch["attention_mask"],
-                **self.mrope)
+                **self.ids.mrope)
         return batch, lay
 
     def _micro_batches(self, lay: microbatch.BatchLayout) -> list[tuple[list[int], bool]]:

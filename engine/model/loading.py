@@ -81,6 +81,21 @@ def model_dir(path: str | None, seed: int = 0, arch: str = "qwen2_5_vl") -> Path
     return ensure_tiny(seed, arch) if path in TINY_NAMES else _resolve(path)
 
 
+def policy_dir(model) -> Path:
+    """The local directory of a config's `model` section: model.path, or the embedded tiny model of model.seed and
+    model.arch. The one place a run's policy folder is worked out."""
+    return model_dir(model.path, model.seed, model.arch)
+
+
+def policy_spec(model):
+    """The VisionSpec (patch grid, pixel statistics) of a config's `model` section, from its config.json."""
+    from transformers import AutoConfig
+
+    from engine.video.spec import vision_spec
+
+    return vision_spec(AutoConfig.from_pretrained(policy_dir(model), local_files_only=True))
+
+
 def _resolve(path: str) -> Path:
     local = Path(path).expanduser()
     if not local.is_dir():

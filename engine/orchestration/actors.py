@@ -13,7 +13,6 @@ import torch
 from engine.config import Config
 from engine.rollout.backend import weights_digest
 from engine.telemetry.phases import profiled
-from engine.video.spec import VisionSpec, vision_spec
 
 
 def _limit_threads(n: int) -> None:
@@ -47,7 +46,8 @@ def _teed(tensors, packer):
 
 
 class LearnerWorker:
-    """One FSDP2 rank. All ranks receive the same full batch; each trains its balanced shard of it.
+    """One FSDP2 rank. All ranks receive the same samples and build the same tensors from them with their own
+    policy's ids (engine/learner/batch.py); each trains its balanced shard.
 
     Learner rank 0 hosts both TCP stores (the FSDP group's and the weight-sync group's), so their
     address is asked of it with `rendezvous` before `start` / `join_sync`.
@@ -120,12 +120,15 @@ class LearnerWorker:
         trained = {n for n, _ in self.learner.hf.named_parameters()}  # buffers are not synced
         return weights_digest([(n, t) for n, t in self.learner.named_full_tensors() if n in trained])
 
-    def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
+    def update(self, samples: list) -> dict[str, float]:
+        """One GRPO step on scored samples, each carrying its group advantage."""
         with profiled("learner"):
-            return self.learner.update(batch, advantages)
+            advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
+            return self.learner.update(self.learner.batch(samples), advantages)
 
-    def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        return self.learner.sft_update(batch)
+    def sft_update(self, samples: list) -> dict[str, float]:
+        """One supervised step on teacher-forced samples (engine/rollout/teacher.py)."""
+        return self.learner.sft_update(self.learner.batch(samples, self.cfg.sft.key_weight))
 
     def export(self, path: str) -> None:
         self.learner.export(path)
@@ -188,17 +191,6 @@ class RolloutWorker:
 
     def weights_digest(self) -> str:
         return self.rollout.backend.weights_digest()
-
-    def policy_ids(self) -> tuple[int, int, dict, VisionSpec]:
-        """(pad id, video token id, M-RoPE settings, vision spec) of the policy: what assembling learner batches
-        and showing their frames needs."""
-        from engine.native import mrope_config
-
-        _, tokenizer, config = self.parts
-        return tokenizer.pad_token_id, config.video_token_id, mrope_config(config), vision_spec(config)
-
-    def weight_version(self) -> int:
-        return self.rollout.backend.weight_version
 
     def generate(self, rows: list, group_size: int, params, first_prompt: int):
         """(batch, stats, weight version used): G samples for each row; `first_prompt` is the rows' position

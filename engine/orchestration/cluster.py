@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Callable
 
 import ray
-import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while a call was in flight
@@ -219,20 +218,20 @@ class Cluster:
         for batch, _ in batches:
             samples += [replace(x, group=x.group + groups) for x in batch.samples]
             groups += len(batch.samples) // group_size
-        return RolloutBatch(samples, group_size, batches[0][0].mrope), RolloutStats.merged([st for _, st in batches])
+        return RolloutBatch(samples, group_size), RolloutStats.merged([st for _, st in batches])
 
     # ------------------------------------------------------------------ learners
 
-    def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
-        """One optimizer step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
-        batch_ref, adv_ref = ray.put(batch), ray.put(advantages)  # serialised once, not once per learner
-        metrics = ray.get([lw.update.remote(batch_ref, adv_ref) for lw in self.learners])
-        return metrics[0]
+    def update(self, samples: list) -> dict[str, float]:
+        """One GRPO step on all learner ranks (same samples, advantages set; each trains its shard); rank 0's
+        metrics."""
+        ref = ray.put(samples)  # serialised once, not once per learner
+        return ray.get([lw.update.remote(ref) for lw in self.learners])[0]
 
-    def sft_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One supervised step on all learner ranks (same batch; each trains its shard); rank 0's metrics."""
-        batch_ref = ray.put(batch)  # serialised once, not once per learner
-        return ray.get([lw.sft_update.remote(batch_ref) for lw in self.learners])[0]
+    def sft_update(self, samples: list) -> dict[str, float]:
+        """One supervised step on all learner ranks (same samples; each trains its shard); rank 0's metrics."""
+        ref = ray.put(samples)  # serialised once, not once per learner
+        return ray.get([lw.sft_update.remote(ref) for lw in self.learners])[0]
 
     def export(self, path: str) -> None:
         """The learners' policy as a Hugging Face folder at `path` (model.dtype, tokenizer, processor files)."""
@@ -243,10 +242,6 @@ class Cluster:
 
     def load_checkpoint(self, path: str) -> dict:
         return ray.get([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
-
-    def policy_ids(self) -> tuple:
-        """(pad id, video token id, M-RoPE settings, VisionSpec) of the policy, from rollout worker 0."""
-        return ray.get(self.workers[0].policy_ids.remote())
 
     def weights_digests(self) -> tuple[str, list[str]]:
         """(learner digest, each rollout worker's digest): all equal right after a sync."""

@@ -41,8 +41,8 @@ from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_session
 from engine.orchestration.session import build_session
-from engine.orchestration.sft import run_sft
-from engine.orchestration.trainer import train
+from engine.recipes.sft import run_sft
+from engine.recipes.grpo import train
 from engine.synth import synthesize
 from engine.telemetry.metrics import read_metrics
 

@@ -40,7 +40,7 @@ _CAPTION = re.compile(r"<caption>([^<]*)</caption>")
 def blanked(rollout: GroupedRollout) -> GroupedRollout:
     """A rollout engine over the same backend whose every frame is blank (its own prompt cache)."""
     return GroupedRollout(rollout.backend, rollout.tokenizer, BlankVideoService(rollout.video), rollout.frame_policy,
-                          rollout.loop_cfg, rollout.registry, rollout.mode, rollout.mrope,
+                          rollout.loop_cfg, rollout.registry, rollout.mode,
                           relook_frames=rollout.loop.relook_frames, layout=rollout.layout)
 
 
@@ -248,7 +248,7 @@ def with_tools(rollout: GroupedRollout, *, dense_look: bool = False, shuffled_re
             tool = ClipRetrievalTool(ShuffledIndex(tool.index), tool.show_text, tool.default_topk, tool.max_topk)
         tools.append(tool)
     return GroupedRollout(rollout.backend, rollout.tokenizer, rollout.video, rollout.frame_policy, rollout.loop_cfg,
-                          ToolRegistry(tools), rollout.mode, rollout.mrope, relook_frames=rollout.loop.relook_frames,
+                          ToolRegistry(tools), rollout.mode, relook_frames=rollout.loop.relook_frames,
                           layout=rollout.layout)
 
 

@@ -125,7 +125,7 @@ def resolve(cfg, log=print):
     """cfg with integer ray.rollout_workers / ray.learners (the "auto" ones decided here), the choice logged."""
     if cfg.ray.rollout_workers != "auto" and cfg.ray.learners != "auto":
         return cfg
-    from engine.model import model_dir
+    from engine.model import policy_dir
 
     import ray
 
@@ -133,7 +133,7 @@ def resolve(cfg, log=print):
 
     wait_for_ray(cfg)  # the GPUs are the cluster's, not this process's: a driver may run on a CPU-only head node
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    p = place(cfg, parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)), gpus=gpus)
+    p = place(cfg, parameter_count(policy_dir(cfg.model)), gpus=gpus)
     if cfg.ray.colocate and p.rollout_workers != p.learners:
         from engine.errors import ConfigError
 

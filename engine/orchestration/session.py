@@ -10,7 +10,6 @@ import torch
 from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.model import load_policy
-from engine.native import mrope_config
 from engine.rollout.agent import LoopConfig
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.seeds import derive_seed
@@ -57,11 +56,11 @@ def build_backend(cfg: Config, device: str | None = None):
     if cfg.rollout.backend == "vllm":
         from transformers import AutoConfig, AutoTokenizer
 
-        from engine.model import model_dir
+        from engine.model import policy_dir
         from engine.model.loading import check_vocab
         from engine.rollout.vllm_backend import VLLMBackend
 
-        path = str(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch))
+        path = str(policy_dir(cfg.model))
         tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
         check_vocab(config, tokenizer)
         from engine.rollout import limits
@@ -101,8 +100,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
 
         offered = default_registry(CaptionClipIndex(records), max_zoom_frames=r.max_zoom_frames)
         registry = ToolRegistry([offered.get(name) for name in r.tools])
-    return GroupedRollout(backend, tokenizer, service, policy, loop, registry, r.mode,
-                          mrope=mrope_config(model_config), relook_frames=r.relook_frames,
+    return GroupedRollout(backend, tokenizer, service, policy, loop, registry, r.mode, relook_frames=r.relook_frames,
                           layout=cfg.reward.format_layout)
 
 

@@ -55,7 +55,7 @@ class GroupedRollout:
     """mode "thinker": one Video-Thinker turn (plus re-looks when loop.relook); mode "agent": tool calls."""
 
     def __init__(self, backend: Backend, tokenizer, video_service, frame_policy,
-                 loop: LoopConfig | None = None, registry=None, mode: str = "thinker", mrope: dict | None = None,
+                 loop: LoopConfig | None = None, registry=None, mode: str = "thinker",
                  relook_frames: int | None = None, layout: str = "video_thinker"):
         self.backend = backend
         self.tokenizer = tokenizer
@@ -67,11 +67,9 @@ class GroupedRollout:
         if mode == "agent" and not self.loop_cfg.tools:
             raise ValueError("agent mode needs LoopConfig(tools=True)")
         self.registry = registry
-        self.mrope = mrope
         self.layout = layout  # reward.format_layout: which answer layout the system prompt asks for
         self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, spec=self.spec, registry=registry,
                               relook_frames=relook_frames)
-        self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
         self._prompts: OrderedDict[str, Prompt] = OrderedDict()  # LRU: a prompt repeats every epoch
 
     def prepare(self, row) -> Prompt:
@@ -132,4 +130,4 @@ class GroupedRollout:
         prefixes = getattr(self.backend, "prefixes", None)
         if prefixes is not None:
             prefixes.clear()  # these episodes are over: no later request continues them
-        return RolloutBatch(samples=samples, group_size=group_size, mrope=self.mrope), stats
+        return RolloutBatch(samples=samples, group_size=group_size), stats

@@ -4,7 +4,7 @@ For every training question a caption-space agent (engine/synth/caption_space.py
 trajectories; the first whose answer is correct is kept (rejection sampling). Agent mode keeps its
 tool calls (caption_zoom grounded to frame_zoom); thinker mode keeps only the final
 <time>/<caption>/<think>/<answer> trace, the Video-Thinker SFT target. The result is a JSONL file
-of trajectories that `engine.learner.sft.trajectory_batch` replays through the real agent loop.
+of trajectories that `engine.rollout.teacher.replay` replays through the real agent loop.
 """
 from __future__ import annotations
 

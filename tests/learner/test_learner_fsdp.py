@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from engine.config import load_config
 from engine.errors import ConfigError
 from engine.learner import microbatch
-from engine.orchestration.sft import sft_config
+from engine.recipes.sft import sft_config
 from engine.learner.options import LearnerConfig
 from engine.learner.policy import warmup_schedule
 from engine.model import load_policy

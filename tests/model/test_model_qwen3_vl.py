@@ -8,8 +8,9 @@ from engine.learner.policy import token_logprobs
 from engine.model.tiny import build_tiny_model
 from engine.native import mrope_config
 from engine.rollout.backend import Request, SamplingParams
-from engine.rollout.batch import RolloutBatch, Sample, VideoInput
+from engine.rollout.batch import Sample, VideoInput
 from engine.rollout.hf_backend import HFBackend
+from engine.learner.batch import BatchIds, learner_batch
 
 
 def _prompt(tok, video: VideoInput) -> list[int]:
@@ -35,7 +36,7 @@ def test_qwen3_vl_learner_and_hf_backend_agree_with_the_model():
                              for s in (1, 2)])
     assert backend.counters["videos_encoded"] == 1  # the group's shared prompt and video: prefilled once
     samples = [Sample(i, "r", prompt, x.token_ids, x.logprobs, video) for i, x in enumerate(gens)]
-    T = RolloutBatch(samples, 2, backend.mrope).tensors(tok.pad_token_id, model.config.video_token_id)
+    T = learner_batch(samples, BatchIds.of(tok, model.config))
     with torch.no_grad():
         learner = token_logprobs(model, T, temperature=0.9)  # both rows' video encoded once (encode_distinct)
         # The model's own forward: transformers' vision path and DeepStack aggregation, the same positions.

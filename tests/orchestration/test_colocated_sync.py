@@ -4,7 +4,7 @@ sync group. Real Ray actors and gloo on CPU; the GPU check pack runs the handoff
 from ray_testlib import small_config
 
 from engine.orchestration.cluster import Cluster
-from engine.orchestration.trainer import Trainer
+from engine.recipes.grpo import Trainer
 from engine.telemetry.metrics import MetricsLog
 
 

@@ -6,7 +6,7 @@ from ray_testlib import small_config
 
 from engine.orchestration import cluster as cluster_module
 from engine.orchestration.actors import RolloutWorker
-from engine.orchestration.trainer import Trainer
+from engine.recipes.grpo import Trainer
 from engine.telemetry.metrics import MetricsLog
 
 SYNC_TIMEOUT_S = 1.0

@@ -8,7 +8,7 @@ import torch
 from ray_testlib import small_config, stable
 
 from engine.orchestration.cluster import Cluster
-from engine.orchestration.trainer import Trainer
+from engine.recipes.grpo import Trainer
 from engine.telemetry.metrics import MetricsLog
 
 
@@ -32,7 +32,7 @@ def test_trains_resumes_and_reloads(cfg, cluster, tmp_path):
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText
 
     trainer = Trainer(cfg, cluster, log=lambda _: None)
-    assert trainer.mrope["rule"] == "qwen3_vl" and trainer.tracer.spec.patch_size == 16
+    assert trainer.tracer.spec.arch == "qwen3_vl" and trainer.tracer.spec.patch_size == 16
     before, _ = cluster.weights_digests()
     history = trainer.run(3, MetricsLog(tmp_path / "a", 3, tensorboard=False))
     after, workers = cluster.weights_digests()
@@ -73,7 +73,7 @@ def test_a_checkpoint_is_a_new_runs_policy(cfg):
         pytest.skip("needs the checkpoint of test_trains_resumes_and_reloads")
     again = replace(cfg, model=replace(cfg.model, path=str(step2), arch="qwen2_5_vl"))
     s = build_session(again, log=lambda _: None)
-    assert s.rollout.spec.arch == "qwen3_vl" and s.rollout.mrope["rule"] == "qwen3_vl"
+    assert s.rollout.spec.arch == "qwen3_vl" and s.rollout.backend.mrope["rule"] == "qwen3_vl"
     batch, stats = s.rollout.run(s.train_rows[:1], 2, SamplingParams(max_new_tokens=6, temperature=1.0, seed=3))
     assert len(batch.samples) == 2 and stats.failed_prompts == 0
     assert "seconds><|vision_start|>" in s.tokenizer.decode(batch.samples[0].prompt_ids)

@@ -5,7 +5,7 @@ from ray_testlib import stable
 
 from engine.config import load_config
 from engine.orchestration.cluster import Cluster, split_evenly
-from engine.orchestration.trainer import Trainer
+from engine.recipes.grpo import Trainer
 from engine.telemetry.metrics import MetricsLog
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import torch
 from engine.config import ConfigError, load_config
 from engine.data.synthetic import make_dataset
 from engine.learner.checkpoint import PROCESSOR_FILES
-from engine.learner.sft import target_response
 from engine.model import model_dir
 from engine.cli import main
 from engine.data.sources import load_data, prepare
-from engine.orchestration.sft import run_sft
+from engine.recipes.sft import run_sft
+from engine.rollout.teacher import target_response
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ from engine.config import load_config
 from engine.learner.policy import token_logprobs
 from engine.orchestration.session import PromptStream, build_session
 from engine.orchestration.evaluation import evaluate_session
-from engine.orchestration.trainer import train
+from engine.recipes.grpo import train
 from engine.rollout.hf_backend import SamplingParams
 from engine.telemetry.metrics import read_metrics
+from engine.learner.batch import BatchIds, learner_batch
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def session(cfg):
 def test_rollout_batch_is_token_in_token_out(session):
     batch, stats = session.rollout.run(session.train_rows[:2], 2, SamplingParams(max_new_tokens=8, seed=3))
     assert stats.failed_prompts == 0 and len(batch.samples) == 4
-    tensors = batch.tensors(session.tokenizer.pad_token_id, session.model.config.video_token_id)
+    tensors = learner_batch(batch.samples, BatchIds.of(session.tokenizer, session.model.config))
     for i, s in enumerate(batch.samples):
         assert tensors["loss_mask"][i].sum() == len(s.response_ids)
         ids = s.prompt_ids + s.response_ids

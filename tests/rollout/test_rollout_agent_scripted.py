@@ -12,6 +12,7 @@ from engine.rollout.backend import SamplingParams
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.seeds import SeedTable
 from engine.tools import Observation, ToolCall, default_registry, inline_video_token_ids, observation_token_ids
+from engine.learner.batch import BatchIds, learner_batch
 from tests.native.mrope_original import original_rope_config, original_rope_index
 
 BASE = 11
@@ -33,8 +34,7 @@ def rollout(session, scripts, *, group_size=1, rows=None, **loop):
     tok = session.tokenizer
     mode = "agent" if cfg.tools else "thinker"
     r = GroupedRollout(ScriptedBackend(tok, script), tok, session.rollout.video, session.rollout.frame_policy,
-                       cfg, default_registry() if cfg.tools else None, mode,
-                       mrope=session.rollout.mrope)
+                       cfg, default_registry() if cfg.tools else None, mode)
     rows = rows or session.train_rows[: len(scripts)]
     batch, stats = r.run(rows, group_size, SamplingParams(max_new_tokens=200, seed=BASE))
     return r, batch, stats
@@ -71,7 +71,7 @@ def test_tool_round_trip_exact_ids_masks_positions(session):
     assert ev.name == "frame_zoom" and ev.ok and ev.arguments == {"start": 1, "end": 3} and ev.seconds > 0
     assert ev.visual_tokens == sum(1 for t in obs_ids if t == session.model.config.video_token_id)
     # The learner tensors: mask aligned, and M-RoPE ids equal the original Qwen2.5-VL rule.
-    T = batch.tensors(tok.pad_token_id, session.model.config.video_token_id)
+    T = learner_batch(batch.samples, BatchIds.of(tok, session.model.config))
     p = len(s.prompt_ids)
     assert T["loss_mask"][0, p : p + len(want)].tolist() == s.response_mask
     ref, _ = original_rope_index(T["input_ids"], None, T["video_grid_thw"], T["second_per_grid_ts"],
@@ -238,7 +238,7 @@ def test_returning_samples_are_batched_not_run_one_by_one(session):
 
     backend.generate = counted
     r = GroupedRollout(backend, session.tokenizer, session.rollout.video, session.rollout.frame_policy,
-                       cfg, ToolRegistry([Hold()]), "agent", mrope=session.rollout.mrope)
+                       cfg, ToolRegistry([Hold()]), "agent")
     batch, stats = r.run(session.train_rows[:1], g, SamplingParams(max_new_tokens=200, seed=BASE))
     assert all(x.finish_reason == "stop" and x.tool_trace[0].ok for x in batch.samples)
     assert sizes[:2] == [4, 2]  # sample 0 waited for 1 (not a round of its own), and not for the stragglers
@@ -263,7 +263,7 @@ def test_a_request_the_backend_refuses_fails_its_sample_not_the_batch(session):
 
     tok = session.tokenizer
     r = GroupedRollout(Refusing(tok, script), tok, session.rollout.video, session.rollout.frame_policy, cfg,
-                       default_registry(), "agent", mrope=session.rollout.mrope)
+                       default_registry(), "agent")
     batch, stats = r.run(session.train_rows[:1], 2, SamplingParams(max_new_tokens=200, seed=BASE))
     ok, refused = batch.samples
     assert ok.finish_reason == "stop" and ok.turns == 2

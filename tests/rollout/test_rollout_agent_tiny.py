@@ -14,6 +14,7 @@ from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import SeedTable
 from engine.tools import default_registry
+from engine.learner.batch import BatchIds, learner_batch
 from tests.native.mrope_original import original_rope_config, original_rope_index
 
 
@@ -30,7 +31,7 @@ def test_agent_mode_from_config_runs_on_the_tiny_model(session, rollout_cfg):
     for x in batch.samples:
         assert x.finish_reason in ("stop", "max_tokens_per_turn", "max_total_tokens", "max_turns", "max_visual_tokens")
         assert len(x.response_ids) == len(x.response_mask) == len(x.response_logprobs)
-    T = batch.tensors(s.tokenizer.pad_token_id, s.model.config.video_token_id)
+    T = learner_batch(batch.samples, BatchIds.of(s.tokenizer, s.model.config))
     assert T["loss_mask"].sum() == sum(x.generated_tokens for x in batch.samples)
 
 
@@ -42,12 +43,12 @@ def test_real_turn_after_real_observation_matches_learner_logprobs(session):
     hf = HFBackend(s.model, s.tokenizer)
     backend = ScriptedBackend(s.tokenizer, {seeds(0, k, 0): first for k in range(g)}, fallback=hf)
     r = GroupedRollout(backend, s.tokenizer, s.rollout.video, s.rollout.frame_policy, loop,
-                       default_registry(), "agent", mrope=s.rollout.mrope)
+                       default_registry(), "agent")
     batch, _ = r.run(s.train_rows[:1], g, SamplingParams(max_new_tokens=40, temperature=0.8, seed=3))
     for x in batch.samples:
         assert x.tool_trace[0].ok and len(x.videos) == 2 and x.turns == 2
     assert batch.samples[0].response_ids != batch.samples[1].response_ids  # distinct seeds, distinct samples
-    T = batch.tensors(s.tokenizer.pad_token_id, s.model.config.video_token_id)
+    T = learner_batch(batch.samples, BatchIds.of(s.tokenizer, s.model.config))
     with torch.no_grad():
         ref = token_logprobs(s.model, T, temperature=0.8)
     # The real model's tokens: after the observation (the scripted call's log-probs are fake).
@@ -68,7 +69,7 @@ def test_real_turn_after_real_observation_matches_learner_logprobs(session):
 
 def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, tmp_path):
     """The trainer's rollout phase (dynamic sampling refills) on an in-process rollout instead of Ray workers."""
-    from engine.orchestration.trainer import Trainer
+    from engine.recipes.grpo import Trainer
 
     cfg = load_config(None, [
         f"data.dir={rollout_cfg.data.dir}", "video.fps=1", "video.min_frames=2", "video.max_frames=4",
@@ -82,9 +83,6 @@ def test_trainer_step_in_agent_mode_with_dynamic_sampling(session, rollout_cfg, 
     class InProcess:  # the Cluster methods the rollout phase uses
         def rollout(self, rows, group_size, params):
             return r.run(rows, group_size, params)
-
-        def policy_ids(self):
-            return s.tokenizer.pad_token_id, s.model.config.video_token_id, r.mrope, r.spec
 
     batch, rewards, m = Trainer(cfg, InProcess(), log=lambda _: None).rollout(step=0)
     assert m["sampling_rounds"] in (1, 2) and m["groups_dropped"] >= 0

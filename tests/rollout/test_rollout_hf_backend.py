@@ -7,8 +7,9 @@ import torch
 from engine.errors import VideoRequestError
 from engine.learner.policy import token_logprobs
 from engine.rollout.backend import Request, SamplingParams
-from engine.rollout.batch import RolloutBatch, Sample
+from engine.rollout.batch import Sample
 from engine.rollout.hf_backend import HFBackend
+from engine.learner.batch import BatchIds, learner_batch
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_logprobs_match_a_full_forward(session, prompts):
     be = HFBackend(session.model, session.tokenizer)
     gens = be.generate([req(prompts[0], seed=1, temperature=0.7), req(prompts[1], seed=2, temperature=0.7)])
     samples = [Sample(i, "r", p.prompt_ids, g.token_ids, g.logprobs, p.video) for i, (p, g) in enumerate(zip(prompts, gens))]
-    T = RolloutBatch(samples, 1, session.rollout.mrope).tensors(session.tokenizer.pad_token_id, session.model.config.video_token_id)
+    T = learner_batch(samples, BatchIds.of(session.tokenizer, session.model.config))
     with torch.no_grad():
         ref = token_logprobs(session.model, T, temperature=0.7)
     m = T["loss_mask"].bool()

@@ -6,10 +6,11 @@ import torch
 
 from engine.learner.policy import token_logprobs
 from engine.rollout.backend import Request, SamplingParams
-from engine.rollout.batch import RolloutBatch, Sample
+from engine.rollout.batch import Sample
 from engine.rollout.hf_backend import HFBackend
 from engine.tools import observation_token_ids
 from engine.tools.registry import Observation
+from engine.learner.batch import BatchIds, learner_batch
 
 
 # Turns that end on a stop string are the ones a caller continues (a tool call, a re-look); the random tiny
@@ -72,7 +73,7 @@ def test_continued_turns_reuse_kv_and_match_a_full_prefill(arch, request):
                       response_mask=[1] * len(f.token_ids) + [0] * obs_len + [1] * len(c.token_ids),
                       videos=prompt.videos + observation[1])
                for k, (f, c) in enumerate(zip(w1, w2))]
-    T = RolloutBatch(samples, 1, s.rollout.mrope).tensors(s.tokenizer.pad_token_id, s.model.config.video_token_id)
+    T = learner_batch(samples, BatchIds.of(s.tokenizer, s.model.config))
     with torch.no_grad():
         ref = token_logprobs(s.model, T, temperature=0.9)
     m = T["loss_mask"].bool()

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from engine.learner.policy import sft_step
-from engine.learner.sft import sft_batch
-from engine.native import mrope_config
+from engine.learner.batch import BatchIds, learner_batch
+from engine.rollout.teacher import trace_samples
 from tests.native.mrope_original import original_rope_config, original_rope_index
 
 
@@ -12,8 +12,8 @@ def test_sft_batches_carry_original_rule_position_ids(session):
     s = session
     rows = s.train_rows[:3]
     prompts = [s.rollout.prepare(r) for r in rows]
-    T = sft_batch(rows, s.records, prompts, s.tokenizer, s.end_id, mrope_config(s.model.config)).tensors(
-        s.tokenizer.pad_token_id, s.model.config.video_token_id)
+    T = learner_batch(trace_samples(rows, s.records, prompts, s.tokenizer, s.end_id),
+                      BatchIds.of(s.tokenizer, s.model.config))
     want, _ = original_rope_index(T["input_ids"], None, T["video_grid_thw"], T["second_per_grid_ts"],
                                   T["attention_mask"], **original_rope_config(s.model.config))
     m = T["attention_mask"].bool()

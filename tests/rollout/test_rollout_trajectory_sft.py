@@ -3,17 +3,18 @@ import torch
 from rollout_testlib import ScriptedBackend
 
 from engine.config import load_config
-from engine.learner.sft import trajectory_batch, weight_key_spans
+from engine.learner.batch import BatchIds, learner_batch, weight_key_spans
 from engine.orchestration.session import build_rollout
 from engine.rollout.backend import SamplingParams
 from engine.rollout.hf_backend import HFBackend
 from engine.rollout.seeds import SeedTable
+from engine.rollout.teacher import replay
 
 CALL = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": "00:01.0", "end": "00:03.0"}}\n</tool_call>'
 FINAL = "<time>00:01-00:03</time> <caption>a red circle</caption> <think>It is red.</think> <answer>B</answer>"
 
 
-def test_trajectory_batch_equals_a_rollout_of_the_same_turns(session, rollout_cfg):
+def test_replayed_trajectory_equals_a_rollout_of_the_same_turns(session, rollout_cfg):
     s = session
     cfg = load_config(None, [f"data.dir={rollout_cfg.data.dir}", "rollout.mode=agent", "rollout.max_turns=2",
                              "rollout.max_new_tokens=64", "rollout.tool_workers=0"])
@@ -21,7 +22,10 @@ def test_trajectory_batch_equals_a_rollout_of_the_same_turns(session, rollout_cf
     rows = s.train_rows[:2]
     turns = [{"role": "assistant", "text": CALL}, {"role": "tool", "name": "frame_zoom", "text": None},
              {"role": "assistant", "text": FINAL}]
-    T, diverged = trajectory_batch(rows, [turns, turns], rollout, s.tokenizer, s.end_id, key_weight=3.0)
+    kept, diverged = replay(rows, [turns, turns], rollout, s.tokenizer, s.end_id)
+    ids = BatchIds.of(s.tokenizer, s.model.config)
+    T = learner_batch(kept, ids)
+    T["loss_mask"] = weight_key_spans(T["input_ids"], T["loss_mask"], s.tokenizer, 3.0)
     assert diverged == 0
 
     # The same turns "sampled" by a scripted policy through the ordinary grouped rollout.
@@ -29,7 +33,7 @@ def test_trajectory_batch_equals_a_rollout_of_the_same_turns(session, rollout_cf
     script = {seeds(p, 0, 0): CALL for p in range(2)} | {seeds(p, 0, 1): FINAL + "<|im_end|>" for p in range(2)}
     scripted = build_rollout(cfg, ScriptedBackend(s.tokenizer, script), s.tokenizer, s.model.config, s.records)
     batch, _ = scripted.run(rows, 1, SamplingParams(max_new_tokens=64, seed=0))
-    R = batch.tensors(s.tokenizer.pad_token_id, s.model.config.video_token_id)
+    R = learner_batch(batch.samples, ids)
     for key in ("input_ids", "attention_mask", "position_ids", "video_grid_thw", "pixel_values_videos"):
         assert torch.equal(T[key], R[key]), key
     assert torch.equal(T["loss_mask"] > 0, R["loss_mask"] > 0)  # loss on the model's turns only

@@ -16,7 +16,8 @@ from engine.model.tiny import build_tiny_model, save_tiny  # noqa: E402
 from engine.learner.policy import token_logprobs  # noqa: E402
 from engine.native import mrope_config  # noqa: E402
 from engine.rollout.backend import Request, SamplingParams, weights_digest  # noqa: E402
-from engine.rollout.batch import RolloutBatch, Sample, VideoInput  # noqa: E402
+from engine.rollout.batch import Sample, VideoInput  # noqa: E402
+from engine.learner.batch import BatchIds, learner_batch  # noqa: E402
 from tests.native.mrope_original import original_rope_config, original_rope_index  # noqa: E402
 
 LOGPROB_TOL = 1e-3  # fp32 vs fp32; observed differences are ~1e-6
@@ -275,8 +276,7 @@ def test_vllm_video_pad_mismatch_is_a_typed_error(backend, tok, ids):
 
 def learner_logprobs(model, ids, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
     """(learner log-probs, rollout log-probs) on the loss tokens: the learner's own batch and kernel path."""
-    batch = RolloutBatch(samples, 1, mrope_config(model.config))
-    T = batch.tensors(pad_id=0, video_token_id=ids["video"])
+    T = learner_batch(samples, BatchIds(pad=0, video=ids["video"], mrope=mrope_config(model.config)))
     logp = token_logprobs(model, T)
     m = T["loss_mask"].bool()
     m[:, 0] = False

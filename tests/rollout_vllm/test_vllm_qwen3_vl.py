@@ -13,10 +13,10 @@ from engine.errors import VideoRequestError  # noqa: E402
 from engine.learner.policy import token_logprobs  # noqa: E402
 from engine.model.tiny import save_tiny  # noqa: E402
 from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids  # noqa: E402
-from engine.native import mrope_config  # noqa: E402
 from engine.rollout.backend import Request, SamplingParams  # noqa: E402
-from engine.rollout.batch import RolloutBatch, Sample, VideoInput  # noqa: E402
+from engine.rollout.batch import Sample, VideoInput  # noqa: E402
 from engine.video.spec import QWEN3_VL  # noqa: E402
+from engine.learner.batch import BatchIds, learner_batch  # noqa: E402
 
 LOGPROB_TOL = 1e-3
 
@@ -40,8 +40,7 @@ def prompt(tok, videos, text="What happens?"):
 
 
 def learner_gap(model, tok, samples) -> float:
-    T = RolloutBatch(samples, 1, mrope_config(model.config)).tensors(tok.pad_token_id,
-                                                                     model.config.video_token_id)
+    T = learner_batch(samples, BatchIds.of(tok, model.config))
     with torch.no_grad():
         logp = token_logprobs(model, T)
     m = T["loss_mask"].bool()

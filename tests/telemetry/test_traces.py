@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from engine.config import load_config
-from engine.learner.sft import TeacherBackend
 from engine.orchestration.session import build_rollout, build_session
 from engine.reward import score_sample
 from engine.rollout.agent import AgentLoop, Episode
@@ -16,6 +15,7 @@ from engine.rollout.backend import SamplingParams
 from engine.rollout.seeds import SeedTable
 from engine.telemetry.traces import TraceWriter, choose, read_traces
 from engine.video.preprocess import denormalize, normalize, patchify, unpatchify
+from engine.rollout.teacher import TeacherBackend
 
 CALL = '<tool_call>\n{"name": "frame_zoom", "arguments": {"start": "00:01.0", "end": "00:03.0", "num_frames": 4}}\n</tool_call>'
 ANSWER = "<time>00:01-00:03</time> <caption>a shape</caption> <think>it is there</think> <answer>A</answer>"

@@ -1,22 +1,17 @@
-"""Supervised batches: Video-Thinker traces from ground truth, and synthesized multi-turn agent trajectories.
+"""Teacher-forced samples for SFT: Video-Thinker traces from ground truth, and synthesized agent trajectories.
 
 Trajectories are replayed through the real agent loop (`TeacherBackend` "samples" the given assistant
 turns; the real tools run and inject their observations), so an SFT sequence is token for token what
-a rollout of the same turns would be: same turn markers, same frames, same positions. The loss covers
-the model's turns only; tokens inside <answer>, <caption> and <tool_call> weigh
-`key_weight` times more, so the one answer letter and the call arguments are not drowned by the prose.
+a rollout of the same turns would be: same turn markers, same frames, same positions. The samples go to
+the learners, which build their tensors (engine/learner/batch.py) as they do for GRPO.
 """
 from __future__ import annotations
-
-import torch
 
 from engine.data.schema import format_span
 from engine.rollout.agent import AgentLoop, Episode
 from engine.rollout.backend import Generation, Request, SamplingParams
-from engine.rollout.batch import RolloutBatch, Sample
+from engine.rollout.batch import Sample
 from engine.rollout.seeds import SeedTable
-
-KEY_TAGS = (("<answer>", "</answer>"), ("<tool_call>", "</tool_call>"), ("<caption>", "</caption>"))
 
 
 def has_target(row, records: dict) -> bool:
@@ -44,19 +39,14 @@ def target_response(row, record=None, layout: str = "video_thinker") -> str:
     return "\n".join(blocks) + f"\n<answer>{row.answer}</answer>"  # a letter, or the span as MM:SS-MM:SS
 
 
-def sft_batch(rows, records, requests, tokenizer, end_id: int, mrope: dict, layout: str = "video_thinker"
-              ) -> RolloutBatch:
-    """Teacher-forced samples: the prompt of each request followed by its target response and end-of-turn.
-
-    `mrope` (engine.native.mrope_config of the policy) makes the batch carry explicit M-RoPE position ids,
-    so SFT trains at the positions the rollout generates at, not at transformers' own (different) ones.
-    """
+def trace_samples(rows, records, prompts, tokenizer, end_id: int, layout: str = "video_thinker") -> list[Sample]:
+    """Each prompt (GroupedRollout.prepare) followed by its row's target response and end-of-turn."""
     samples = []
-    for i, (row, req) in enumerate(zip(rows, requests)):
+    for i, (row, prompt) in enumerate(zip(rows, prompts)):
         text = target_response(row, records.get(row.video_id), layout)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [end_id]
-        samples.append(Sample(i, row.id, req.prompt_ids, ids, [0.0] * len(ids), req.video))
-    return RolloutBatch(samples=samples, group_size=1, mrope=mrope)
+        samples.append(Sample(i, row.id, prompt.prompt_ids, ids, [0.0] * len(ids), prompt.video))
+    return samples
 
 
 class TeacherBackend:
@@ -85,11 +75,9 @@ class TeacherBackend:
         return out
 
 
-def trajectory_batch(rows, trajectories: list[list[dict]], rollout, tokenizer, end_id: int,
-                     key_weight: float = 1.0) -> tuple[dict[str, torch.Tensor], int]:
-    """Learner tensors of `trajectories` (grounded turns, engine/synth) for `rows`, replayed through `rollout`'s
-    agent loop and tools. Returns (tensors with a weighted loss_mask, trajectories that diverged from their
-    script and were left out)."""
+def replay(rows, trajectories: list[list[dict]], rollout, tokenizer, end_id: int) -> tuple[list[Sample], int]:
+    """`trajectories` (grounded turns, engine/synth) for `rows`, replayed through `rollout`'s agent loop and tools.
+    Returns (the samples that replayed as scripted, how many diverged and were left out)."""
     seeds = SeedTable(0, len(rows), 1, rollout.loop_cfg.max_turns)
     script, episodes, wanted = {}, [], []
     for p, (row, turns) in enumerate(zip(rows, trajectories)):
@@ -105,20 +93,4 @@ def trajectory_batch(rows, trajectories: list[list[dict]], rollout, tokenizer, e
     kept = [s for s, n in zip(samples, wanted) if s.finish_reason == "stop" and s.turns == n and not s.counters]
     if not kept:
         raise ValueError("no trajectory replayed as scripted; check the rollout budgets (max_turns, tokens)")
-    tensors = RolloutBatch(kept, 1, rollout.mrope).tensors(tokenizer.pad_token_id, rollout.video_pad_id)
-    tensors["loss_mask"] = weight_key_spans(tensors["input_ids"], tensors["loss_mask"], tokenizer, key_weight)
-    return tensors, len(samples) - len(kept)
-
-
-def weight_key_spans(input_ids: torch.Tensor, loss_mask: torch.Tensor, tokenizer, key_weight: float) -> torch.Tensor:
-    """loss_mask with every model token from an opening key tag through its closing tag weighted key_weight."""
-    if key_weight == 1.0:
-        return loss_mask
-    ids = tokenizer.convert_tokens_to_ids
-    weights = loss_mask.clone()
-    for open_tag, close_tag in KEY_TAGS:
-        o, c = ids(open_tag), ids(close_tag)
-        opened = torch.cumsum((input_ids == o).long(), 1) - torch.cumsum((input_ids == c).long(), 1)
-        inside = (opened > 0) | (input_ids == c)
-        weights = torch.where(inside & (loss_mask > 0), loss_mask * key_weight, weights)
-    return weights
+    return kept, len(samples) - len(kept)

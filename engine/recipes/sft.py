@@ -1,8 +1,14 @@
-"""Supervised fine-tuning on the FSDP learners: the same Ray actors, micro-batching, checkpoints and resume as GRPO.
+"""The SFT recipe (`vthink sft`, and the warm-up before GRPO): the same Ray actors, micro-batching, checkpoints
+and resume as GRPO. One step:
+
+    rows    = next(prompt stream)
+    samples = teacher-forced targets of the rows            engine/rollout/teacher.py (built while the last step ran)
+    cluster.sft_update(samples)                             learners build their tensors, one optimizer step
+    eval / checkpoint / the metrics line
 
 Targets are each row's reasoning trace (Video-Thinker-10K style, or the ground-truth Video-Thinker trace of a
 synthetic row), or, with `trajectories` (engine/synth), multi-turn agent trajectories replayed through the real
-agent loop and tools. Batches are built in the driver, which needs the tokenizer and the model's config but no
+agent loop and tools. Samples are built in the driver, which needs the tokenizer and the model's config but no
 weights. A run is sft.steps steps (or sft.epochs passes over the rows) of sft.batch_size rows at sft.lr, with
 a greedy held-out eval every sft.eval_every steps (weights synced to the rollout workers first; without evals
 no rollout worker is started) and a checkpoint every trainer.checkpoint_every steps under <out>/checkpoints.
@@ -21,11 +27,10 @@ from typing import Callable
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
-from engine.learner.sft import has_target, sft_batch, trajectory_batch, weight_key_spans
-from engine.native import mrope_config
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
+from engine.rollout.teacher import has_target, replay, trace_samples
 from engine.telemetry.metrics import MetricsLog, read_metrics
 
 Log = Callable[[str], None]
@@ -49,11 +54,11 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     `keep_ray`: leave Ray running for the phase that follows (GRPO), which starts its actors on it."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from engine.model import model_dir
+    from engine.model import policy_dir
     from engine.orchestration.cluster import Cluster
 
     out = Path(out)
-    path = model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)
+    path = policy_dir(cfg.model)
     tokenizer, model_config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     rollout = build_rollout(cfg, None, tokenizer, model_config, data.records)  # prompts and tools; no generation
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -70,17 +75,12 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     scfg = resolve_placement(sft_config(cfg), log)
 
-    def batch(batch_rows: list) -> dict:
+    def teach(batch_rows: list) -> list:
+        """The rows' teacher-forced samples: their replayed trajectories, or their target traces."""
         if trajectories is not None:
-            tensors, _ = trajectory_batch(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer,
-                                          end_id, cfg.sft.key_weight)
-            return tensors
+            return replay(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer, end_id)[0]
         prompts = [rollout.prepare(r) for r in batch_rows]
-        tensors = sft_batch(batch_rows, data.records, prompts, tokenizer, end_id, mrope_config(model_config),
-                            cfg.reward.format_layout).tensors(tokenizer.pad_token_id, model_config.video_token_id)
-        tensors["loss_mask"] = weight_key_spans(tensors["input_ids"], tensors["loss_mask"], tokenizer,
-                                                cfg.sft.key_weight)
-        return tensors
+        return trace_samples(batch_rows, data.records, prompts, tokenizer, end_id, cfg.reward.format_layout)
 
     ckpt_root = out / "checkpoints"
     last = latest(ckpt_root) if resume else None
@@ -105,7 +105,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             """The next batch, built (trajectory replay, frames, tokens) while the learners take this step, and
             the stream's state once it is drawn (what a checkpoint after that step resumes from)."""
             picked = next(stream)
-            return prefetch.submit(batch, picked), stream.state()
+            return prefetch.submit(teach, picked), stream.state()
 
         upcoming = draw() if start < steps else None
         for step in range(start, steps):

@@ -1,8 +1,16 @@
-"""The GRPO loop: rollout workers -> rewards -> group advantages -> FSDP learners -> weight sync, on Ray.
+"""The GRPO recipe (`vthink train`): one step reads top to bottom in `Trainer.run`.
 
-`train(cfg)` checks the data, runs the optional SFT warm-up on the learners (engine/orchestration/sft.py),
-starts the cluster (engine/orchestration/cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the
-rollout of step k+1 runs while the learners train on step k, and the importance ratio uses the rollout's log-probs.
+    rows     = next(prompt stream)                       engine/orchestration/session.py PromptStream
+    samples  = cluster.rollout(rows, G)                  rollout workers: generate, call tools, decode video
+    rewards  = score_batch(samples)                      engine/reward: accuracy + format (+ tool use)
+    advantages per group                                 engine/algo/advantages.py, set on the samples
+    cluster.update(samples)                              learners build their own tensors, one optimizer step
+    cluster.sync_weights()                               learner rank 0 broadcasts; workers load the weights
+    log / trace / eval / checkpoint
+
+`train(cfg)` around it checks the data, runs the optional SFT warm-up (engine/recipes/sft.py), starts the
+cluster (engine/orchestration/cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the rollout of
+step k+1 runs while the learners train on step k, and the importance ratio uses the rollout's log-probs.
 """
 from __future__ import annotations
 
@@ -21,12 +29,12 @@ from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import VthinkError
 from engine.learner.checkpoint import latest
-from engine.model import model_dir
+from engine.model import policy_dir, policy_spec
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream
-from engine.orchestration.sft import run_sft
+from engine.recipes.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
@@ -44,13 +52,9 @@ LOGP_GAP_WARN = 1e-2
 TINY_PARAMS = 100_000_000  # below this a run is "tiny": trainer.trace_every "auto" traces every step
 
 
-def score_batch(cfg: Config, batch: RolloutBatch, by_id: dict) -> list:
-    """Each sample's Reward (its total also set on the sample)."""
-    agent = cfg.rollout.mode == "agent"
-    rewards = [score_sample(x, by_id[x.row_id], cfg.reward, agent) for x in batch.samples]
-    for x, r in zip(batch.samples, rewards):
-        x.reward = r.total
-    return rewards
+def score_batch(cfg: Config, samples: list, by_id: dict) -> list:
+    """Each sample's Reward, scored against its row in `by_id`."""
+    return [score_sample(x, by_id[x.row_id], cfg.reward, cfg.rollout.mode == "agent") for x in samples]
 
 
 class Trainer:
@@ -64,11 +68,10 @@ class Trainer:
         self.last_eval: dict | None = None  # the held-out eval after the last step run() trained
         every = cfg.trainer.trace_every
         if every == "auto":  # every step for tiny models (the embedded one, and its SFT), every 10 otherwise
-            every = 1 if parameter_count(model_dir(cfg.model.path, cfg.model.seed, cfg.model.arch)) < TINY_PARAMS else 10
+            every = 1 if parameter_count(policy_dir(cfg.model)) < TINY_PARAMS else 10
         self.trace_every = every
-        # Asked of a rollout worker, which has the tokenizer and config loaded: the driver never imports transformers.
-        self.pad_id, self.video_id, self.mrope, spec = cluster.policy_ids()
-        self.tracer = TraceWriter(cfg.trainer.output_dir, spec) if self.trace_every else None
+        # Traces turn the policy's patches back into frames: its patch grid, read from its config.json.
+        self.tracer = TraceWriter(cfg.trainer.output_dir, policy_spec(cfg.model)) if self.trace_every else None
         self.stream = PromptStream(self.train_rows, cfg.trainer.prompts_per_step, cfg.trainer.seed)
         self.step = 0
         self.out = Path(cfg.trainer.output_dir)
@@ -98,7 +101,7 @@ class Trainer:
             for e in st.errors:  # a video that fails mid-run fails its prompt, named, never silently
                 self.log(f"step {step + 1}: prompt failed: {e}")
             self.failed.extend(st.errors)
-            rewards = score_batch(cfg, batch, {r.id: r for r in batch_rows})
+            rewards = score_batch(cfg, batch.samples, {r.id: r for r in batch_rows})
             scored.update((x.seed, r) for x, r in zip(batch.samples, rewards))  # per-sample seeds are distinct
             return batch.samples, torch.tensor([r.total for r in rewards], dtype=torch.float32)
 
@@ -121,7 +124,7 @@ class Trainer:
             tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
             turns=sum(x.turns for x in samples) / n,
         )
-        return RolloutBatch(samples, g, self.mrope), [scored[x.seed] for x in samples], m
+        return RolloutBatch(samples, g), [scored[x.seed] for x in samples], m
 
     def learn(self, batch: RolloutBatch, rewards: list) -> dict:
         """Advantages, one learner update, and the weight broadcast that makes the rollout current."""
@@ -129,10 +132,9 @@ class Trainer:
         if not rewards:
             return m
         total = torch.tensor([r.total for r in rewards])
-        adv = advantages_for(total, self.cfg.rollout.group_size, self.cfg.algo.advantage)
-        batch.set_advantages(adv)
+        batch.set_advantages(advantages_for(total, self.cfg.rollout.group_size, self.cfg.algo.advantage))
         with self.timer.phase("update"):
-            learner = self.cluster.update(batch.tensors(self.pad_id, self.video_id), adv)
+            learner = self.cluster.update(batch.samples)  # the learners build their tensors from the samples
         learner.pop("step", None)  # the learner's optimizer-step count; the trainer's step is the one logged
         for x, gap in zip(batch.samples, learner.pop("logp_gap_per_sample", [])):
             x.metrics["logp_gap_max"] = gap
@@ -153,13 +155,16 @@ class Trainer:
         pending = pool.submit(self.rollout, self.step) if pool else None
         while self.step < until:
             step = self.step
+            # Rollout and rewards (one-step-off: this step's, rolled out during the last update).
             if pool:
                 batch, rewards, m = pending.result()
                 if step + 1 < until:  # roll out the next step on the current weights while this one trains
                     pending = pool.submit(self.rollout, step + 1)
             else:
                 batch, rewards, m = self.rollout(step)
+            # Advantages, the learners' update, the weight sync.
             m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
+            # Traces, held-out eval, checkpoint, the metrics line.
             if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
                 self.trace(step, "train", batch.samples, rewards, metrics_log)
             self.step += 1
@@ -189,9 +194,7 @@ class Trainer:
             return {}
         result, batch = evaluate_on(self.cluster, self.cfg, self.eval_rows, self.records)
         if self.tracer and batch.samples:
-            by_id = {r.id: r for r in self.eval_rows}
-            rewards = [score_sample(x, by_id[x.row_id], self.cfg.reward, self.cfg.rollout.mode == "agent")
-                       for x in batch.samples]
+            rewards = score_batch(self.cfg, batch.samples, {r.id: r for r in self.eval_rows})
             self.trace(self.step, "eval", batch.samples, rewards)
         return result
 
