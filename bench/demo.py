@@ -1,6 +1,6 @@
 """The learning proof's figures: `vthink demo` per mode and data seed, with its controls, as mean +- sd over seeds.
 
-Runs engine.orchestration.demo.run_demo for every (config, seed), each into its own output folder, and writes
+Runs engine.recipes.demo.run_demo for every (config, seed), each into its own output folder, and writes
 bench/results/demo-<device>.json holding every run's demo.json whole (plus the GRPO run's rollout/learner
 log-prob gap, the max over steps of logp_gap_max) and a summary per mode: mean, sd and n over the seeds of
 every accuracy (stages, ablations, controls) and of the look measures (tool calls, frames, retrieval calls per
@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 from engine.config import load_config
-from engine.orchestration.demo import run_demo, source_commit
+from engine.recipes.demo import run_demo, source_commit
 from engine.telemetry.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

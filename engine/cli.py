@@ -88,7 +88,7 @@ def cmd_demo(cfg, controls: bool = False) -> int:
     from engine.orchestration.ray_start import start_ray
 
     start_ray(cfg)  # its SFT and GRPO phases run on this one instance
-    from engine.orchestration.demo import run_demo
+    from engine.recipes.demo import run_demo
 
     run_demo(cfg, controls=controls)
     return 0

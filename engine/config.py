@@ -18,8 +18,10 @@ import yaml
 from engine.errors import ConfigError
 from engine.learner.options import LearnerConfig
 from engine.rules import check, ruled
+from engine.video.spec import ARCHS
 
 Dtype = Literal["float32", "bfloat16", "float16"]
+Arch = Literal[ARCHS]  # engine/video/spec.py: the one list of supported architectures
 ToolName = Literal["frame_zoom", "spatial_zoom", "clip_retrieval"]
 TOOL_NAMES: tuple[str, ...] = typing.get_args(ToolName)
 
@@ -30,7 +32,7 @@ class ModelConfig:
     dtype: Dtype = "float32"
     seed: int = 0  # init seed of the embedded tiny model
     # The embedded tiny model's architecture; a checkpoint in `path` is whatever its config.json says.
-    arch: Literal["qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
+    arch: Arch = "qwen2_5_vl"
 
 
 @dataclass

@@ -234,7 +234,7 @@ class MropeInputs:
     spatial_merge_size: int
 
 
-MROPE_RULES = ("qwen2_5_vl", "qwen3_vl")  # one per architecture, by the config's model_type
+from engine.video.spec import ARCHS as MROPE_RULES  # one rule per architecture, by the config's model_type
 
 
 def mrope_config(config: Any) -> dict[str, int | float | str]:

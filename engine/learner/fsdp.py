@@ -64,10 +64,10 @@ def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> Logp
 
 def _checkpoint_keys(model: torch.nn.Module, local: Path) -> dict[str, tuple[Path, str]] | None:
     """{parameter name: (safetensors file, key)} when the checkpoint holds every parameter under its module name or
-    its saved name (engine.rollout.backend.checkpoint_name); None when it does not (another layout)."""
+    its saved name (engine.model.loading.checkpoint_name); None when it does not (another layout)."""
     from safetensors import safe_open
 
-    from engine.rollout.backend import checkpoint_name
+    from engine.model.loading import checkpoint_name
 
     where: dict[str, Path] = {}
     for f in sorted(local.glob("*.safetensors")):

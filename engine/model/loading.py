@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.video.spec import ARCHS
 
 # transformers is imported where a model is built or loaded, not here: resolving a path (the driver's only
 # use of this module) should not cost its import.
@@ -22,7 +23,6 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "vthink"
 
 
-TINY_ARCHS = ("qwen2_5_vl", "qwen3_vl")  # model.arch: the embedded tiny model's architecture
 
 
 def tiny_stamp(seed: int, arch: str = "qwen2_5_vl") -> dict:
@@ -45,8 +45,8 @@ def ensure_tiny(seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
     The model is written to a temporary sibling directory and renamed into place, so readers
     never see a half-written model; the stamp file is written last and checked on reuse.
     """
-    if arch not in TINY_ARCHS:
-        raise ConfigError("model.arch", f"unknown architecture {arch!r}; choose one of {', '.join(TINY_ARCHS)}")
+    if arch not in ARCHS:
+        raise ConfigError("model.arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     final = cache_root() / (f"tiny-{seed}" if arch == "qwen2_5_vl" else f"tiny-{arch}-{seed}")
     if _is_current(final, seed, arch):
         return final
@@ -79,6 +79,19 @@ def model_dir(path: str | None, seed: int = 0, arch: str = "qwen2_5_vl") -> Path
     """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model of `arch` (built
     once). A real checkpoint's architecture is its config's; `arch` does not apply to it."""
     return ensure_tiny(seed, arch) if path in TINY_NAMES else _resolve(path)
+
+
+def checkpoint_name(name: str) -> str:
+    """transformers 5 module path -> the name its save_pretrained writes (the original Qwen layout).
+
+    `named_parameters()` says model.language_model.* / model.visual.*; checkpoints (and so a vLLM
+    engine's startup weights) say model.* / visual.*. vLLM's loader takes either.
+    """
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model."):]
+    if name.startswith("model.visual."):
+        return name[len("model."):]
+    return name
 
 
 def policy_dir(model) -> Path:

@@ -23,6 +23,7 @@ from typing import Iterable, Protocol
 
 import torch
 
+from engine.model.loading import checkpoint_name
 from engine.rollout.batch import VideoInput
 
 
@@ -100,19 +101,6 @@ def combine_digests(digests: dict[str, bytes]) -> str:
     for name in sorted(digests):
         h.update(name.encode() + b"\0" + digests[name])
     return h.hexdigest()
-
-
-def checkpoint_name(name: str) -> str:
-    """transformers 5 module path -> the name its save_pretrained writes (the original Qwen layout).
-
-    `named_parameters()` says model.language_model.* / model.visual.*; checkpoints (and so a vLLM
-    engine's startup weights) say model.* / visual.*. vLLM's loader takes either.
-    """
-    if name.startswith("model.language_model."):
-        return "model." + name[len("model.language_model."):]
-    if name.startswith("model.visual."):
-        return name[len("model."):]
-    return name
 
 
 def weights_digest(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:

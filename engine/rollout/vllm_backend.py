@@ -38,9 +38,10 @@ from typing import Iterable
 import torch
 
 from engine.errors import ConfigError, VideoRequestError
-from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, checkpoint_name, combine_digests,
+from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, combine_digests,
                                    placeholder_ids, tensor_digest)
 from engine.rollout.batch import VideoInput
+from engine.model.loading import checkpoint_name
 from engine.model.video_tokens import patch_timestamps
 from engine.video.spec import arch_of
 

@@ -1,10 +1,22 @@
 """engine.video: GPU (DALI) / CPU (PyAV) decoding, the Qwen2.5-VL frame policy, on-device preprocessing
-and a group-shared frame cache."""
-from engine.errors import VideoDecodeError, VideoRequestError
-from engine.video.cache import CacheStats, FrameCache
-from engine.video.policy import FramePolicy, smart_resize
-from engine.video.service import VideoService
-from engine.video.types import Clip, VideoMeta
+and a group-shared frame cache.
 
+Names are imported on first use (PEP 562): `engine.video.spec`, which the config reads its list of
+architectures from, then costs no torch import.
+"""
+import importlib
+
+from engine.errors import VideoDecodeError, VideoRequestError
+
+_HOME = {"CacheStats": "cache", "FrameCache": "cache", "FramePolicy": "policy", "smart_resize": "policy",
+         "VideoService": "service", "Clip": "types", "VideoMeta": "types"}
 __all__ = ["VideoService", "FramePolicy", "VideoMeta", "Clip", "VideoDecodeError", "VideoRequestError",
            "FrameCache", "CacheStats", "smart_resize"]
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'engine.video' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"engine.video.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-ARCHS = ("qwen2_5_vl", "qwen3_vl")
+ARCHS = ("qwen2_5_vl", "qwen3_vl")  # the architectures vthink implements: the one list every part checks against
+# Config model_type -> architecture. Qwen2-VL is not here on purpose: its temporal position ids count frames, not
+# seconds, so the Qwen2.5-VL rule would silently train it at the wrong positions.
+MODEL_TYPES = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl"}
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,18 @@ class VisionSpec:
 
 
 def arch_of(model_type: str | None) -> str:
-    """The architecture of a config's model_type: "qwen3_vl" for Qwen3-VL and Qwen3-VL-MoE, else "qwen2_5_vl".
-    The one rule every part (positions, preprocessing, prompt layout, the vLLM backend) decides by."""
-    return "qwen3_vl" if str(model_type or "").startswith("qwen3_vl") else "qwen2_5_vl"
+    """The architecture of a config's model_type (MODEL_TYPES; a config without one is taken as Qwen2.5-VL).
+    The one rule every part (positions, preprocessing, prompt layout, the vLLM backend) decides by; any other
+    model_type is refused, naming what is supported."""
+    if model_type is None:
+        return "qwen2_5_vl"
+    if model_type not in MODEL_TYPES:
+        from engine.errors import ConfigError
+
+        raise ConfigError("model.path", f"model_type {model_type!r} is not supported; vthink implements "
+                                        f"{', '.join(sorted(MODEL_TYPES))} (Qwen2-VL's temporal positions differ "
+                                        "from Qwen2.5-VL's)")
+    return MODEL_TYPES[model_type]
 
 
 QWEN2_5_VL = VisionSpec()
