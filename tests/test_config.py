@@ -137,3 +137,46 @@ def test_dr_grpo_constant_is_the_trajectory_budget():
     agent = load_config(None, ["rollout.mode=agent", "rollout.max_new_tokens=64", "rollout.max_turns=3"]).rollout
     capped = load_config(None, ["rollout.mode=agent", "rollout.max_total_tokens=100"]).rollout
     assert (thinker.max_trajectory_tokens, agent.max_trajectory_tokens, capped.max_trajectory_tokens) == (64, 256, 100)
+
+
+def test_every_config_field_is_documented_where_it_is_declared():
+    """Each key's comment (above or beside its field) and each section's docstring reach `vthink config show`."""
+    import dataclasses
+
+    from engine.config import Config
+    from engine.config_docs import field_docs, section_doc
+
+    missing = []
+
+    def walk(obj, prefix):
+        docs = field_docs(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                if not section_doc(type(value)):
+                    missing.append(prefix + f.name + " (section)")
+                walk(value, prefix + f.name + ".")
+            elif f.name not in docs:
+                missing.append(prefix + f.name)
+
+    walk(Config(), "")
+    assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_config_show_comments_each_key_and_loads_back(tmp_path):
+    import yaml
+
+    from engine.config_docs import commented_yaml
+
+    cfg = load_config(None, ["rollout.mode=agent", "rollout.tools=[frame_zoom]", "model.path=/x/y", "algo.kl_coef=0"])
+    text = commented_yaml(cfg)
+    assert yaml.safe_load(text) == cfg.to_dict()
+    (tmp_path / "shown.yaml").write_text(text)
+    assert load_config(tmp_path / "shown.yaml").to_dict() == cfg.to_dict()
+    lines = text.splitlines()
+    # the comment right above a key is that key's: its own words, then its rule
+    at = lines.index("  kl_coef: 0.0")
+    assert "KL penalty" in lines[at - 1] and "a number >= 0" in lines[at - 1]
+    at = lines.index("  mode: agent")
+    assert "one of thinker, agent" in " ".join(lines[at - 2:at])
+    assert "# The policy: a local Hugging Face folder" in text and max(map(len, lines)) <= 120

@@ -11,6 +11,8 @@ OLD_LOGP_MODES = ("policy", "recompute", "rollout")
 
 @dataclass
 class LearnerConfig:
+    """The FSDP learner: micro-batches, where old log-probs come from, the fused loss, memory, checkpoints."""
+
     # Most tokens (text + visual, as the sequence holds them) one micro-batch of one rank may carry. A
     # single sample longer than this gets a micro-batch of its own.
     micro_batch_tokens: int = ruled(16384, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
