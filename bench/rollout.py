@@ -29,7 +29,7 @@ from engine.data.synthetic import make_dataset
 from engine.model import load_policy
 from engine.native import mrope_config
 from engine.rollout.agent import LoopConfig
-from engine.rollout.backend import Generation, Request, SamplingParams
+from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.grouped import GroupedRollout
 from engine.rollout.hf_backend import HFBackend
 from engine.tools import ToolRegistry, default_registry
@@ -37,7 +37,7 @@ from engine.tools.video_tools import FrameZoomTool
 from engine.video import FramePolicy, VideoService
 
 
-class ThinkThenCall:
+class ThinkThenCall(Backend):
     """The HF backend samples `think` tokens; a frame_zoom call is appended to every turn before the last.
 
     The call's window depends on the request's seed, so samples and turns ask for different frames.

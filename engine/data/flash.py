@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.schema import Event, QARow, Segment, VideoRecord, format_mmss
+from engine.data.schema import Event, QARow, Segment, VideoRecord
 
 FLASH_COLOURS = ("red", "green", "blue", "yellow")
 FLASH_S = 2  # seconds; flashes start on even seconds, so they align with the 2-s retrieval clips
@@ -74,8 +74,3 @@ def balanced_colours(indices: list[int], seed: int, salt: int) -> dict[int, str]
     """Colours for the videos of one split: the four colours cycled over a seeded shuffle of them."""
     order = np.random.default_rng(np.random.SeedSequence([seed, salt, 11])).permutation(len(indices))
     return {indices[int(k)]: FLASH_COLOURS[rank % len(FLASH_COLOURS)] for rank, k in enumerate(order)}
-
-
-def flash_span_text(record: VideoRecord) -> str:
-    ev = flash_event(record)
-    return f"{format_mmss(ev.start_s)}-{format_mmss(ev.end_s)}"

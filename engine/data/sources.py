@@ -28,7 +28,6 @@ from engine.data.answers import number_text
 from engine.data.schema import DatasetError, QARow, VideoRecord, parse_span
 from engine.errors import ConfigError, VideoDecodeError
 
-FORMATS = ("vthink", "video_r1", "qa_jsonl")
 # Video-R1 problem_type -> vthink kind.
 R1_KINDS = {"multiple choice": "mcq", "numerical": "numerical", "ocr": "ocr", "free-form": "free-form",
             "regression": "regression", "grounding": "grounding"}

@@ -176,7 +176,7 @@ class RolloutWorker:
 
     def receive_weights(self) -> int:
         backend = self.rollout.backend
-        if not getattr(backend, "loads_once", False):
+        if not backend.loads_once:
             return self.receiver.receive(backend.load_weights)  # bucket by bucket, into the model's tensors
         staged: list = []  # the bucket buffers are reused: keep copies until the whole sync is in
         version = self.receiver.receive(lambda named, _: staged.extend((n, t.clone()) for n, t in named))

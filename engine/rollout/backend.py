@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Iterable
 
 import torch
 
@@ -52,19 +52,35 @@ class Generation:
     stop: str | int | None = None  # the stop string or stop token id that ended it
 
 
-class Backend(Protocol):
+class Backend:
+    """The contract every backend implements (HFBackend, VLLMBackend, the SFT replay's TeacherBackend, test doubles).
+    What callers may rely on is declared here, never probed with getattr."""
+
+    # True when load_weights needs the whole state in one call (vLLM reloads it); False when it takes each
+    # bucket of a sync as it arrives, into the model's own tensors (transformers)
+    loads_once: bool = False
+    weight_version: int = 0  # the version of the weights held (set by load_weights)
+
     def check(self, request: Request) -> None:
         """Raise VideoRequestError / ValueError, naming what is wrong, when this request cannot run as given (the
         agent loop then fails that sample alone instead of the whole batch)."""
+        raise NotImplementedError
 
-    def generate(self, requests: list[Request]) -> list[Generation]: ...
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        raise NotImplementedError
 
-    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> None: ...
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
+        raise NotImplementedError
 
-    @property
-    def weight_version(self) -> int: ...
+    def weights_digest(self) -> str:
+        raise NotImplementedError
 
-    def weights_digest(self) -> str: ...
+    def pop_phases(self) -> dict[str, float]:
+        """Seconds per phase (vision tower, prefill, sampling) since the last call; {} when not timed."""
+        return {}
+
+    def episodes_done(self) -> None:
+        """A rollout's episodes are over: no later request continues them (state kept for them may go)."""
 
 
 def placeholder_ids(config, pad_id: int | None) -> frozenset[int]:

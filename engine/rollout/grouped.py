@@ -124,10 +124,6 @@ class GroupedRollout:
         if episodes:
             seeds = SeedTable(params.seed, len(rows), group_size, self.loop_cfg.max_turns, first_prompt)
             samples, stats.loop = self.loop.run(episodes, params, seeds)
-        timer = getattr(self.backend, "phases", None)
-        if timer is not None:
-            stats.phases = timer.pop()
-        prefixes = getattr(self.backend, "prefixes", None)
-        if prefixes is not None:
-            prefixes.clear()  # these episodes are over: no later request continues them
+        stats.phases = self.backend.pop_phases()
+        self.backend.episodes_done()
         return RolloutBatch(samples=samples, group_size=group_size), stats

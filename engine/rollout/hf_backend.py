@@ -26,7 +26,7 @@ from transformers import DynamicCache
 from engine.errors import VideoRequestError
 from engine.model.vision import encode_distinct, encoder_output
 from engine.native import mrope_config, mrope_position_ids
-from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, placeholder_ids,
+from engine.rollout.backend import (Backend, Generation, Request, SamplingParams, check_params, placeholder_ids,
                                    weights_digest)
 from engine.rollout.prefix_cache import Prefix, PrefixCache
 from engine.telemetry.phases import PhaseTimer
@@ -72,7 +72,7 @@ def _left_padded(parts: list[torch.Tensor | None], length: int) -> torch.Tensor:
     return out
 
 
-class HFBackend:
+class HFBackend(Backend):
     """Batched sampling with a KV cache on a transformers Qwen2.5-VL or Qwen3-VL model (CPU or GPU)."""
 
     def __init__(self, model, tokenizer, max_batch: int = 64, prefix_cache_bytes: int = 2**30):
@@ -91,6 +91,12 @@ class HFBackend:
         # vs served by an identical one in the same call.
         self.counters = {"prefill_tokens": 0, "reused_tokens": 0, "videos_encoded": 0, "videos_reused": 0}
         self.phases = PhaseTimer(cuda_sync=True)  # vision_tower, prefill, sampling
+
+    def pop_phases(self) -> dict[str, float]:
+        return self.phases.pop()
+
+    def episodes_done(self) -> None:
+        self.prefixes.clear()  # the KV kept to continue those episodes
 
     # ------------------------------------------------------------------ weights
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from engine.data.schema import format_span
 from engine.rollout.agent import AgentLoop, Episode
-from engine.rollout.backend import Generation, Request, SamplingParams
+from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample
 from engine.rollout.seeds import SeedTable
 
@@ -49,7 +49,7 @@ def trace_samples(rows, records, prompts, tokenizer, end_id: int, layout: str = 
     return samples
 
 
-class TeacherBackend:
+class TeacherBackend(Backend):
     """A backend that "samples" given text: `script[seed]` is the assistant turn for the call with that seed.
 
     A turn ends on the request's stop string when its text ends with one (a tool call), else with the

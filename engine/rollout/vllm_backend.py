@@ -38,7 +38,7 @@ from typing import Iterable
 import torch
 
 from engine.errors import ConfigError, VideoRequestError
-from engine.rollout.backend import (Generation, Request, SamplingParams, check_params, combine_digests,
+from engine.rollout.backend import (Backend, Generation, Request, SamplingParams, check_params, combine_digests,
                                    placeholder_ids, tensor_digest)
 from engine.rollout.batch import VideoInput
 from engine.model.loading import checkpoint_name
@@ -151,7 +151,7 @@ def _video_digest(video: VideoInput) -> str:
     return h.hexdigest()
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """vLLM `LLM` engine behind the Backend contract; weights replaced in place, never restarted."""
 
     # load_weights reloads the engine layer by layer and drops its caches: a sync hands it every tensor at once,

@@ -13,10 +13,10 @@ from engine.sync.errors import WeightSyncError
 from engine.sync.group import SyncGroup, init_sync_group, free_port, free_ports
 from engine.sync.layout import BucketLayout, TensorSpec, checksum
 from engine.sync.weights import WeightSender, WeightReceiver, full_state_iter, state_specs
-from engine.sync.loaders import module_loader, ModuleLoader, VllmSyncExtension
+from engine.sync.loaders import module_loader, ModuleLoader
 
 __all__ = [
-    "BucketLayout", "ModuleLoader", "SyncGroup", "TensorSpec", "VllmSyncExtension", "WeightReceiver",
+    "BucketLayout", "ModuleLoader", "SyncGroup", "TensorSpec", "WeightReceiver",
     "WeightSender", "WeightSyncError", "checksum", "free_port", "free_ports", "full_state_iter",
     "init_sync_group", "module_loader", "state_specs",
 ]

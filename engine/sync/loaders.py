@@ -1,7 +1,8 @@
-"""In-place weight loaders for the rollout side: a transformers module, and vLLM workers.
+"""In-place weight loader for the rollout side: a transformers module.
 
-Both give `WeightReceiver.receive` a `load(named_tensors, version)` that copies each bucket's
-tensors into the running model's own storage: no new model, no engine restart.
+It gives `WeightReceiver.receive` a `load(named_tensors, version)` that copies each bucket's tensors into the
+running model's own storage: no new model, no engine restart. (The vLLM backend loads through
+`VLLMBackend.load_weights`.)
 """
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import torch
 from torch import nn
 
 from engine.sync.errors import WeightSyncError
-from engine.sync.group import init_sync_group
-from engine.sync.weights import WeightReceiver
 
 
 class ModuleLoader:
@@ -53,32 +52,3 @@ class ModuleLoader:
 def module_loader(module: nn.Module) -> ModuleLoader:
     """A `load` for `WeightReceiver.receive` that updates `module`'s parameters in place."""
     return ModuleLoader(module)
-
-
-class VllmSyncExtension:
-    """Mixin for vLLM workers, installed by
-    `LLM(..., worker_extension_cls="engine.sync.loaders.VllmSyncExtension")`.
-
-    Every vLLM worker process (each tensor-parallel rank) is one member of the sync group and
-    receives the full weights; vLLM's own `model.load_weights` shards them and maps HF names
-    (it accepts the Qwen2.5-VL checkpoint names, transformers-5 module names included). Driven
-    from the rollout actor by `llm.collective_rpc("init_weight_sync", args=(...))` once, then
-    `llm.collective_rpc("receive_weights")` per sync, followed by `llm.reset_prefix_cache()`
-    because cached KV blocks were computed with the old weights.
-    Untested here: it needs vLLM and a GPU.
-    """
-
-    def init_weight_sync(self, host: str, port: int, rank_offset: int, world_size: int,
-                         backend: str = "nccl", timeout_s: float = 300.0) -> None:
-        # vLLM's worker sets self.rank (its TP rank) and self.device; both are stable attributes.
-        self._weight_receiver = WeightReceiver(init_sync_group(
-            host, port, rank_offset + self.rank, world_size, backend, timeout_s,
-            self.device if backend == "nccl" else None))
-
-    def receive_weights(self) -> int:
-        model = self.model_runner.model
-
-        def load(named_tensors: list[tuple[str, torch.Tensor]], version: int) -> None:
-            model.load_weights(weights=named_tensors)
-
-        return self._weight_receiver.receive(load)

@@ -62,10 +62,6 @@ class Trajectory:
     answer: str | None = None
     correct: bool = False
 
-    @property
-    def tool_names(self) -> list[str]:
-        return [t.name for t in self.turns if t.role == "tool" and t.name]
-
 
 class CaptionSpace:
     """The caption-space environment for one dataset: retrieval over coarse captions, zoom over fine ones."""

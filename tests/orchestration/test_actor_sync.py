@@ -3,6 +3,7 @@ engine whose load reloads everything (vLLM), stage copies and load once per sync
 import torch
 
 from engine.orchestration.actors import RolloutWorker
+from engine.rollout.backend import Backend
 from engine.rollout.batch import VideoInput
 from engine.rollout.vllm_backend import _video_digest
 
@@ -18,7 +19,7 @@ class Buckets:
         return 5
 
 
-class Backend:
+class Engine(Backend):
     def __init__(self, loads_once):
         self.loads_once, self.calls = loads_once, []
 
@@ -34,7 +35,7 @@ def _worker(backend):
 
 
 def test_an_engine_that_reloads_everything_gets_one_load_per_sync():
-    backend = Backend(loads_once=True)
+    backend = Engine(loads_once=True)
     assert _worker(backend).receive_weights() == 5
     (named, version), = backend.calls
     assert version == 5 and [n for n, _ in named] == ["w0", "w1", "w2"]
@@ -42,7 +43,7 @@ def test_an_engine_that_reloads_everything_gets_one_load_per_sync():
 
 
 def test_the_transformers_backend_loads_bucket_by_bucket():
-    backend = Backend(loads_once=False)
+    backend = Engine(loads_once=False)
     _worker(backend).receive_weights()
     assert [len(named) for named, _ in backend.calls] == [1, 1, 1]
 

@@ -1,10 +1,10 @@
 """Shared helpers for the rollout tests: a tiny dataset session and a scripted-policy backend."""
 from __future__ import annotations
 
-from engine.rollout.backend import Generation, Request
+from engine.rollout.backend import Backend, Generation, Request
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Replays fixed model outputs: `script[seed]` is the text the policy "writes" for the backend call
     with that seed (the agent loop gives each (prompt, sample, turn) its own seed). Stops exactly like a
     real backend: on a stop token, or on the token that completes a stop string, or at max_new_tokens.
