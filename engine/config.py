@@ -146,10 +146,15 @@ class RolloutConfig:
                                                             "'auto' or a number in (0, 1]")
 
     @property
+    def agent(self) -> bool:
+        """Tool-using agent mode (VideoThinker); otherwise Video-Thinker's intrinsic thinker."""
+        return self.mode == "agent"
+
+    @property
     def max_trajectory_tokens(self) -> int:
         """Most model tokens one trajectory holds: the agent loop's total budget, and Dr.GRPO's constant
         (seq-mean-token-sum-norm divides by it; an agent's trajectory spans max_turns + 1 turns)."""
-        if self.mode == "thinker" and not self.relook:
+        if not self.agent and not self.relook:
             return self.max_new_tokens
         return self.max_total_tokens or self.max_new_tokens * (self.max_turns + 1)
 
@@ -404,10 +409,10 @@ def validate(cfg: Config) -> Config:
         from engine.reward import load_reward_fn
 
         load_reward_fn(cfg.reward.fn)  # imported and checked now, not at the first sample
-    if cfg.reward.format_layout == "r1" and (cfg.rollout.mode == "agent" or cfg.rollout.relook):
+    if cfg.reward.format_layout == "r1" and (cfg.rollout.agent or cfg.rollout.relook):
         raise ConfigError("reward.format_layout", "'r1' is for one-turn thinker rollouts; agent and re-look "
                                                   "trajectories answer in Video-Thinker blocks (video_thinker)")
-    if cfg.rollout.mode == "agent" and not cfg.rollout.tools:
+    if cfg.rollout.agent and not cfg.rollout.tools:
         raise ConfigError("rollout.tools", "agent mode needs at least one tool")
     if len(set(cfg.rollout.tools)) != len(cfg.rollout.tools):
         raise ConfigError("rollout.tools", f"names a tool twice: {cfg.rollout.tools}")

@@ -20,6 +20,12 @@ def _limit_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def dist_backend(gpu: bool) -> str:
+    """The process groups' backend (FSDP and weight sync): NCCL on GPUs, gloo on CPU. `gpu` is the driver's decision
+    for the whole cluster, not this node's."""
+    return "nccl" if gpu else "gloo"
+
+
 def rendezvous_address() -> tuple[str, int]:
     """This node's IP and a free port on it: where a process group's TCP store can be hosted."""
     import ray
@@ -56,7 +62,7 @@ class LearnerWorker:
     def __init__(self, cfg: Config, rank: int, world_size: int, threads: int = 1, gpu: bool = False):
         _limit_threads(threads)
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        self.dist_backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
+        self.dist_backend = dist_backend(gpu)
         self.learner = None
         self.sender = None
         self.shared = None  # the buffer a colocated rollout worker loads from (engine/sync/ipc.py)
@@ -148,7 +154,7 @@ class RolloutWorker:
 
         _limit_threads(threads)
         self.cfg, self.index = cfg, index
-        self.dist_backend = "nccl" if gpu else "gloo"  # the driver's decision for the whole cluster, not this node's
+        self.dist_backend = dist_backend(gpu)
         self.parts = build_backend(cfg, "cuda" if gpu else "cpu")  # (backend, tokenizer, model config)
         self.rollout = None
         self.receiver = None

@@ -48,7 +48,7 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
                   records: dict | None = None) -> dict:
     """Greedy answers to `rows` through `rollout`, scored; `tool_gate` enables confidence gating (agent mode);
     `records` (video id -> VideoRecord) add the target-grounded measures (zoom hits, time IoU)."""
-    agent = cfg.rollout.mode == "agent"
+    agent = cfg.rollout.agent
     by_id = {r.id: r for r in rows}
     direct: dict[str, tuple[str, float]] = {}
     if tool_gate is not None and agent:
@@ -67,7 +67,7 @@ def evaluate_rows(cfg, rollout: GroupedRollout, rows: list, tool_gate: float | N
         results.append(Scored(row, rew.accuracy, rew.format, frames=frames,
                               time_iou=None if span is None else first_span_iou(text, span)))
     results += scored_samples(cfg, batch.samples if batch is not None else [], by_id, records)
-    return summarise(results, stats, len(direct), thinker=cfg.rollout.mode == "thinker")
+    return summarise(results, stats, len(direct), thinker=not cfg.rollout.agent)
 
 
 def evaluate_on(cluster, cfg, rows: list, records: dict | None = None) -> tuple[dict, object]:
@@ -76,7 +76,7 @@ def evaluate_on(cluster, cfg, rows: list, records: dict | None = None) -> tuple[
                             seed=cfg.trainer.seed)
     batch, stats = cluster.rollout(rows, 1, params)
     scored = scored_samples(cfg, batch.samples, {r.id: r for r in rows}, records)
-    return summarise(scored, stats, thinker=cfg.rollout.mode == "thinker"), batch
+    return summarise(scored, stats, thinker=not cfg.rollout.agent), batch
 
 
 @dataclass
@@ -98,7 +98,7 @@ def scored_samples(cfg, samples, by_id: dict, records: dict | None = None) -> li
     """The Scored of each sample; `records` give each clip's target span (zoom hits, time IoU)."""
     from engine.rollout.agent import num_frames
 
-    agent = cfg.rollout.mode == "agent"
+    agent = cfg.rollout.agent
     out = []
     for x in samples:
         row = by_id[x.row_id]
@@ -106,7 +106,7 @@ def scored_samples(cfg, samples, by_id: dict, records: dict | None = None) -> li
         span = _target(records, row)
         tools = [e for e in x.tool_trace if e.kind == "tool"]
         out.append(Scored(
-            row, rew.accuracy, rew.format, tool_calls=sum(1 for e in x.tool_trace if e.kind in ("tool", "error")),
+            row, rew.accuracy, rew.format, tool_calls=x.tool_calls,
             frames=num_frames(x.videos or ([x.video] if x.video is not None else [])),
             retrievals=sum(1 for e in tools if e.name == "clip_retrieval"),
             zoom_hits=[] if span is None else [_overlaps(e.arguments, span) for e in tools

@@ -88,7 +88,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
         fps=cfg.video.fps, min_frames=cfg.video.min_frames, max_frames=cfg.video.max_frames, max_pixels=cfg.video.max_pixels
     )
     r = cfg.rollout
-    agent = r.mode == "agent"
+    agent = r.agent
     loop = LoopConfig(
         tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
         max_total_tokens=r.max_trajectory_tokens,

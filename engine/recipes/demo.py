@@ -132,7 +132,7 @@ def run_demo(cfg: Config, log: Log = print, controls: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     # The demo is the synthetic learning proof: it renders its own data, whatever data.train_files say.
     cfg = replace(cfg, data=replace(cfg.data, dir=str(fresh_data_dir(out)), train_files=[], val_files=[]))
-    agent = cfg.rollout.mode == "agent"
+    agent = cfg.rollout.agent
 
     log(f"demo | {cfg.rollout.mode} mode | data seed {cfg.data.seed} | output {out}")
     data = prepare(cfg, "train", out, log)
@@ -178,7 +178,7 @@ def trained_controls(cfg: Config, data: Data, out: Path, main: Pipeline, log: Lo
 
     blank = replace(cfg, video=replace(cfg.video, blank=True))
     found["trained_blank"] = run_pipeline(blank, data, out / "trained_blank", log, base=False).stages["grpo"]
-    if cfg.rollout.mode == "agent":
+    if cfg.rollout.agent:
         no_tools = replace(cfg, rollout=replace(cfg.rollout, mode="thinker", max_turns=0))
         found["trained_no_tools"] = run_pipeline(no_tools, data, out / "trained_no_tools", log, base=False).stages["grpo"]
     return found

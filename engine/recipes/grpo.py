@@ -54,7 +54,7 @@ TINY_PARAMS = 100_000_000  # below this a run is "tiny": trainer.trace_every "au
 
 def score_batch(cfg: Config, samples: list, by_id: dict) -> list:
     """Each sample's Reward, scored against its row in `by_id`."""
-    return [score_sample(x, by_id[x.row_id], cfg.reward, cfg.rollout.mode == "agent") for x in samples]
+    return [score_sample(x, by_id[x.row_id], cfg.reward, cfg.rollout.agent) for x in samples]
 
 
 class Trainer:
@@ -119,7 +119,7 @@ class Trainer:
             response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
             time_generate_s=total.loop.generate_s, time_tool_s=total.loop.tool_s, time_decode_s=total.decode_s,
             **total.phases,
-            tool_calls=sum(e.kind != "refused" for x in samples for e in x.tool_trace) / n,
+            tool_calls=sum(x.tool_calls for x in samples) / n, relooks=sum(x.relooks for x in samples) / n,
             refused=total.loop.refused / n,  # samples the engine could not continue (e.g. past vLLM's max_model_len)
             tool_errors=sum(sum(x.counters.values()) for x in samples) / n,
             turns=sum(x.turns for x in samples) / n,

@@ -75,6 +75,17 @@ class Sample:
     def generated_tokens(self) -> int:
         return sum(self.response_mask)
 
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls the model made: every <tool_call>, well-formed or not. Re-looks and refused requests are
+        not tool calls (the one count the trainer, the evaluation and the report share)."""
+        return sum(e.kind in ("tool", "error") for e in self.tool_trace)
+
+    @property
+    def relooks(self) -> int:
+        """Grounded re-looks: closed <time> spans whose frames were injected."""
+        return sum(e.kind == "relook" for e in self.tool_trace)
+
 
 @dataclass
 class RolloutBatch:

@@ -17,7 +17,7 @@ def max_model_len(cfg, spec) -> int:
         return int(r.max_model_len)
     patches = math.ceil(cfg.video.max_frames / spec.temporal_patch_size)
     per_patch = cfg.video.max_pixels // (spec.factor * spec.factor) + (TIMESTAMP_TOKENS if spec.timestamps else 0)
-    observations = r.max_turns if (r.mode == "agent" or r.relook) else 0
+    observations = r.max_turns if (r.agent or r.relook) else 0
     total = (PROMPT_TEXT_TOKENS + patches * per_patch + r.max_trajectory_tokens
              + observations * OBSERVATION_TEXT_TOKENS + (r.max_visual_tokens if observations else 0))
     return -(-total // 256) * 256

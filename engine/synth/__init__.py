@@ -89,7 +89,7 @@ def synthesize(cfg, rows: list, records: dict, out: Path, agent: CaptionAgent | 
                                        f"data has for the flash and glimpse tasks only; got {cfg.data.task!r}")
     training_questions, rows = len(rows), synth_rows(cfg, rows)
     agent = agent or caption_agent(cfg)
-    thinker = cfg.rollout.mode == "thinker"
+    thinker = not cfg.rollout.agent
     space = CaptionSpace(records, fine_captions, max_turns=cfg.rollout.max_turns if not thinker else 3)
     system = SYSTEM_PROMPT if thinker else AGENT_PROMPT
     report, kept = SynthReport(questions=len(rows), training_questions=training_questions), {}
