@@ -1,8 +1,7 @@
 """`vthink config show`: the resolved config as YAML, each key under the comment written where its field is declared.
 
-A field's documentation is the comment block right above it plus its trailing comment (engine/config.py,
-engine/learner/options.py), read from the source, so there is one place to write it; a section's is its class
-docstring. The allowed values come from the field's rule (`ruled`) or its Literal type.
+A field's documentation is the comment block right above it plus its trailing comment (engine/config.py), read
+from the source, so there is one place to write it; a section's is its class docstring. The allowed values come from the field's rule (`ruled`) or its Literal type.
 """
 from __future__ import annotations
 

@@ -32,13 +32,12 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from engine import native
-from engine.config import Config
+from engine.config import Config, LearnerConfig
 from engine.errors import ConfigError
 from engine.learner import checkpoint, microbatch
 from engine.learner.batch import BatchIds, learner_batch, weight_key_spans
 from engine.learner.errors import LearnerBatchError
 from engine.learner.logprob import LogprobModel
-from engine.learner.options import LearnerConfig
 from engine.learner.policy import warmup_schedule
 from engine.model import load_policy, policy_dir
 from engine.telemetry.phases import PhaseTimer

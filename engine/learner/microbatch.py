@@ -1,6 +1,6 @@
 """Splits a training batch into token-balanced per-rank shards and token-budgeted micro-batches.
 
-A batch is a dict of tensors with B rows (RolloutBatch.tensors' layout):
+A batch is a dict of tensors with B rows (engine/learner/batch.py: learner_batch's layout):
   * per-row tensors: shape [B, ...]: input_ids, attention_mask, loss_mask, rollout_logp, mm_token_type_ids,
     advantages ([B] or [B, L]) and anything else whose first dimension is B; those with a second dimension
     of L (the padded length) are sequence tensors and get trimmed with the rows;

@@ -3,7 +3,7 @@
 Names are imported on first use (PEP 562): `from engine.model import policy_dir` in the driver then costs no
 transformers import.
 """
-import importlib
+from engine.lazy import lazy_attributes
 
 _HOME = {
     "SPECIAL_TOKENS": "tokenizer", "REASONING_TAGS": "tokenizer", "build_tokenizer": "tokenizer",
@@ -16,9 +16,4 @@ _HOME = {
 __all__ = sorted(_HOME)
 
 
-def __getattr__(name: str):
-    if name not in _HOME:
-        raise AttributeError(f"module 'engine.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"engine.model.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -4,9 +4,8 @@ and a group-shared frame cache.
 Names are imported on first use (PEP 562): `engine.video.spec`, which the config reads its list of
 architectures from, then costs no torch import.
 """
-import importlib
-
 from engine.errors import VideoDecodeError, VideoRequestError
+from engine.lazy import lazy_attributes
 
 _HOME = {"CacheStats": "cache", "FrameCache": "cache", "FramePolicy": "policy", "smart_resize": "policy",
          "VideoService": "service", "Clip": "types", "VideoMeta": "types"}
@@ -14,9 +13,4 @@ __all__ = ["VideoService", "FramePolicy", "VideoMeta", "Clip", "VideoDecodeError
            "FrameCache", "CacheStats", "smart_resize"]
 
 
-def __getattr__(name: str):
-    if name not in _HOME:
-        raise AttributeError(f"module 'engine.video' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"engine.video.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -19,7 +19,7 @@ from engine.config import load_config
 from engine.errors import ConfigError
 from engine.learner import microbatch
 from engine.recipes.sft import sft_config
-from engine.learner.options import LearnerConfig
+from engine.config import LearnerConfig
 from engine.learner.policy import warmup_schedule
 from engine.model import load_policy
 from kernels.grpo_loss.config import GRPOConfig
