@@ -19,7 +19,6 @@ sharded, and each rank reads only its own rows of the checkpoint (see `_build_sh
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -35,6 +34,7 @@ from engine import native
 from engine.config import Config, LearnerConfig
 from engine.errors import ConfigError
 from engine.learner import checkpoint, microbatch
+from engine.learner.attention import choose_attention
 from engine.learner.batch import BatchIds, learner_batch, weight_key_spans
 from engine.learner.errors import LearnerBatchError
 from engine.learner.logprob import LogprobModel
@@ -122,24 +122,25 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     hf_config = AutoConfig.from_pretrained(local, local_files_only=True)
     check_vocab(hf_config, tokenizer)
-    # flash-attn, when installed (GPU only): padded rows are unpadded into one varlen call instead of SDPA over a
-    # dense [L, L] mask per row.
-    flash = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
-    attention = "flash_attention_2" if flash else "sdpa"
+    compute = mp.param_dtype if mp is not None else torch.float32
+    attention = choose_attention(device, compute)
     full = None  # rank 0's whole copy, only for a checkpoint the direct read does not cover
     found: dict = {}  # "keys": where each parameter lies in the checkpoint, looked up once for policy and reference
 
     def build(trainable: bool) -> LogprobModel:
         nonlocal full
+        # The policy keeps fp32 master weights (FSDP casts to the compute dtype per layer); the frozen reference
+        # has no optimizer to feed, so it is held in the compute dtype itself: half the memory under bf16.
         with torch.device("meta"):
-            hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32, attn_implementation=attention)
+            hf = AutoModelForImageTextToText.from_config(hf_config, dtype=torch.float32 if trainable else compute,
+                                                         attn_implementation=attention)
         if (local / "generation_config.json").is_file():
             hf.generation_config = GenerationConfig.from_pretrained(local, local_files_only=True)
         if trainable and checkpointing:
             # Non-reentrant: recomputation re-enters FSDP's hooks, which gather each layer again.
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         hf.requires_grad_(trainable)
-        wrapper = _shard(LogprobModel(hf), mesh, mp)
+        wrapper = _shard(LogprobModel(hf), mesh, mp if trainable else None)
         wrapper.to_empty(device=device)
         if "keys" not in found:  # the same files on every rank: the same choice on every rank
             found["keys"] = _checkpoint_keys(hf, local)

@@ -111,11 +111,10 @@ class LearnerWorker:
         self.sender.send(tensors, version, specs=state_specs(hf), checksum=self.cfg.ray.sync_checksum)
         return self.shared.share(version) if share and self.rank == 0 else None
 
-    def abort_sync(self) -> None:
+    def abort_sync(self) -> bool:
         """Abort rank 0's side of the sync group (a receiver died mid-broadcast); runs beside a blocked
-        send_weights, in the actor's own control thread (orchestration/cluster.py)."""
-        if self.sender is not None and self.sender.group is not None:
-            self.sender.group.abort()
+        send_weights, in the actor's own control thread (orchestration/cluster.py). False when it cannot."""
+        return self.sender is not None and self.sender.group is not None and self.sender.group.abort()
 
     def release_shared(self) -> None:
         self.shared.release()

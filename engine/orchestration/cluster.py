@@ -148,8 +148,12 @@ class Cluster:
                     self._join_sync()
             return time.perf_counter() - t0
 
-    def _sync_once(self, newer_than: int) -> None:
+    def _wait_idle(self) -> None:
+        """The handshake: returns once every worker has finished the calls queued before it."""
         ray.get([w.idle.remote() for w in self.workers])
+
+    def _sync_once(self, newer_than: int) -> None:
+        self._wait_idle()
         self.version = max(self.version, newer_than) + 1
         sends = [lw.send_weights.remote(self.version, self.colocated) for lw in self.learners]
         try:
@@ -157,7 +161,10 @@ class Cluster:
         except ACTOR_LOST:
             # Rank 0 may be waiting for the dead receiver inside the collective (NCCL would until its timeout,
             # then its watchdog kills the learner): abort its side, so the send returns now, and let it fail.
-            ray.get(self.learners[0].abort_sync.options(concurrency_group="control").remote())
+            if not ray.get(self.learners[0].abort_sync.options(concurrency_group="control").remote()):
+                self.log("a rollout worker died during a weight sync; its group cannot be aborted, so learner "
+                         f"rank 0 returns from the broadcast at the sync timeout (ray.sync_timeout_s="
+                         f"{self.cfg.ray.sync_timeout_s})")
             ray.wait(sends, num_returns=len(sends))
             raise
         shared = ray.get(sends)[0]
@@ -192,12 +199,15 @@ class Cluster:
         """G samples for every row, prompts split evenly across workers; failed shares are re-run."""
         pending = dict(enumerate(split_evenly(len(rows), len(self.workers))))
         results: dict[int, tuple[RolloutBatch, RolloutStats]] = {}
-        # The weights this rollout must use. One-step-off training syncs newer weights while it runs;
-        # those queue behind it on each worker, so every share still reports this version.
-        expected = self.version
         while pending:
-            refs = {k: self.workers[i % len(self.workers)].generate.remote(rows[a:b], group_size, params, a)
-                    for i, (k, (a, b)) in enumerate(pending.items())}
+            # Read the version and queue the work under the sync lock. A sync's handshake then never slips in
+            # between (a share queued after a worker's handshake but before its receive would run first, and
+            # learner rank 0 would wait for it inside the broadcast until the sync timeout: one-step-off with
+            # dynamic sampling refills mid-sync). Each share must report `expected`: a newer sync queues behind it.
+            with self._sync_lock:
+                expected = self.version
+                refs = {k: self.workers[i % len(self.workers)].generate.remote(rows[a:b], group_size, params, a)
+                        for i, (k, (a, b)) in enumerate(pending.items())}
             failed = False
             for k, ref in refs.items():
                 try:
@@ -212,7 +222,6 @@ class Cluster:
                 pending.pop(k)
             if failed:
                 self._recover()
-                expected = self.version
         batches = [results[k] for k in sorted(results)]
         samples, groups = [], 0
         for batch, _ in batches:

@@ -8,6 +8,7 @@ worker needs no default group at all. Members: rank 0 is learner rank 0 (the sen
 """
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 from engine.sync.errors import WeightSyncError
+
+log = logging.getLogger(__name__)
 
 STORE_PREFIX = "vthink-weight-sync/"
 
@@ -65,12 +68,31 @@ class SyncGroup:
         """Release the backend's connections; the group cannot be used afterwards."""
         self.pg.shutdown()
 
-    def abort(self) -> None:
+    def finish(self, works: list) -> None:
+        """Block the host until every broadcast in `works` has completed. NCCL's Work.wait only orders the current
+        stream after the collective: without the synchronize a sender would return while its last buckets are
+        still in flight, and a receiver's death would surface later, in an unrelated CUDA call."""
+        for w in works:
+            if w is not None:
+                w.wait()
+        if self.backend == "nccl":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def abort(self) -> bool:
         """Make a collective stuck on a dead peer return with an error now, not at the timeout: NCCL waits for it
-        until then, and its watchdog then takes the whole process down. Gloo notices a closed peer by itself.
-        The group is unusable afterwards: rebuild it (init_sync_group with a fresh port)."""
-        if self.backend == "nccl" and hasattr(self.impl, "abort"):
-            self.impl.abort()
+        until then, and its watchdog then takes the whole process down. True when aborted; False, with a warning
+        saying what happens instead, when this group cannot be. The group is unusable afterwards: rebuild it
+        (init_sync_group with a fresh port)."""
+        if self.backend == "gloo":
+            log.warning("weight sync: a gloo group has no abort; a dead peer's closed connection fails the "
+                        "broadcast by itself, at the latest after the sync timeout (%s)", self.timeout)
+            return False
+        if not hasattr(self.impl, "abort"):
+            log.warning("weight sync: this torch's ProcessGroupNCCL has no abort(); the broadcast waits for the "
+                        "dead peer until the sync timeout (%s, ray.sync_timeout_s)", self.timeout)
+            return False
+        self.impl.abort()
+        return True
 
 
 def init_sync_group(host: str, port: int, rank: int, world_size: int, backend: str = "gloo",

@@ -184,9 +184,7 @@ class WeightSender:
             current += 1
             _next_tensor(tensors, specs[current])
         extra = next(tensors, None)
-        for w in works:
-            if w is not None:
-                w.wait()
+        group.finish(works)
         if extra is not None:
             for _ in tensors:  # finish the gathers of the other learner ranks first
                 pass

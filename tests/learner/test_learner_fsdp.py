@@ -118,6 +118,10 @@ def _worker(rank, scenario, port, data, out):
         res["sft/w"] = _full_weights(sft)
         # model.dtype=bfloat16: the HF files hold bf16, the fp32 master weights come back exactly on resume.
         bf16 = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
+        # The frozen reference is held in the compute dtype (no fp32 master): at init it scores as the policy does.
+        res["bf16/ref_dtypes"] = sorted({str(p.dtype) for p in bf16.ref.parameters()})
+        res["bf16/logp"] = bf16.compute_logprobs(d["batch"], model="policy")
+        res["bf16/ref_logp"] = bf16.compute_logprobs(d["batch"], model="ref")
         bf16.update(d["batch"], d["adv1"])
         res["bf16/w"] = _full_weights(bf16)
         res["bf16/path"] = str(bf16.save_checkpoint(str(Path(out) / "ckpt_bf16"), {}))
@@ -430,6 +434,15 @@ def test_checkpoint_dirs_are_atomic_pruned_and_load_with_plain_transformers(run)
     tok = AutoTokenizer.from_pretrained(step1)
     assert tok.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
     assert (step1 / "preprocessor_config.json").is_file()
+
+
+def test_reference_is_held_in_the_compute_dtype(run):
+    """model.dtype=bfloat16: the frozen reference has no fp32 master (half the memory); at init it gives the
+    policy's log-probs, which FSDP computes in bf16 from the fp32 master."""
+    r0 = run["main"][0]
+    assert r0["bf16/ref_dtypes"] == ["torch.bfloat16"]
+    assert r0["bf16/logp"].abs().sum() > 0
+    torch.testing.assert_close(r0["bf16/ref_logp"], r0["bf16/logp"], atol=2e-2, rtol=0)
 
 
 def test_checkpoints_are_saved_in_model_dtype_and_resume_the_fp32_master(run):
