@@ -1,4 +1,4 @@
-"""The `vthink` command: train, sft, eval, synth, demo, make-data, data check, config show (a YAML config plus
+"""The `vthink` command: train, sft, eval, synth, demo, plan, make-data, data check, config show (a YAML config plus
 key=value overrides), bench and view."""
 from __future__ import annotations
 
@@ -129,6 +129,14 @@ def cmd_data_check(cfg) -> int:
     return 0
 
 
+def cmd_plan(cfg, as_json: bool = False) -> int:
+    from engine.orchestration.plan import plan
+
+    p = plan(cfg)
+    print(json.dumps(p.to_json(), indent=2) if as_json else p.table())
+    return 0 if p.fits else 2
+
+
 def cmd_config_show(cfg) -> int:
     """The resolved config, every default included, as YAML that `vthink train FILE` takes back, each key under
     its documentation (engine/config_docs.py)."""
@@ -177,6 +185,9 @@ COMMANDS = {
                          "<output_dir>/synth/trajectories.jsonl"),
     "demo": (cmd_demo, "the learning proof: fresh data, base eval, synthesis, SFT, eval, GRPO, eval, ablations and "
                        "controls (--controls: also the trained ones); writes <output_dir>/demo.json"),
+    "plan": (cmd_plan, "the memory plan: per role (learner rank, rollout worker, driver) the predicted peak by "
+                       "component on cluster.* (this machine where null); exit 0 when it fits, 2 when it does not "
+                       "(train and sft refuse the same); --json for the machine-readable form"),
     "make-data": (cmd_make_data, "render the synthetic video dataset described by the data.* keys into data.dir "
                                  "(an empty or new folder, or one holding an earlier synthetic dataset)"),
 }
@@ -200,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
             where = "checkpoints" if name == "train" else "sft/checkpoints"
             p.add_argument("--resume", action="store_true",
                            help=f"continue from the newest checkpoint under <trainer.output_dir>/{where}")
+        if name == "plan":
+            p.add_argument("--json", action="store_true", help='print {"fits", "roles": {role: {"count", "device", '
+                                                               '"peak_gib", "components"}}, ...} instead of the table')
         if name == "demo":
             p.add_argument("--controls", action="store_true",
                            help="also train the controls (sft_long, trained_blank, trained_no_tools) the same way")
@@ -212,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
     p = sub.add_parser("bench", help="run a benchmark script from bench/ (prints a table, writes bench/results/*.json)",
                        description="Run bench/NAME.py with the remaining arguments, e.g. `vthink bench native`.")
-    p.add_argument("name", help="a script in bench/: e2e, demo, learner_memory, learner_build, kernels, native, "
+    p.add_argument("name", help="a script in bench/: e2e, demo, plan, learner_memory, learner_build, kernels, native, "
                                 "decode, rollout, agent_reuse, sync, make_data, tiny_model or gpu_check")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to the script")
     p = sub.add_parser("view", help="render a training run (metrics, reward plot, config) as an HTML page",
@@ -248,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sft(cfg, resume=ns.resume)
         if ns.command == "demo":
             return cmd_demo(cfg, controls=ns.controls)
+        if ns.command == "plan":
+            return cmd_plan(cfg, as_json=ns.json)
         if ns.command in GROUPS:
             return GROUPS[ns.command][ns.action][0](cfg)
         return COMMANDS[ns.command][0](cfg)

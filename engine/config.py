@@ -324,6 +324,19 @@ class RayConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """The machines a run gets, for `vthink plan` and the memory check before train / sft; null = this machine's."""
+
+    nodes: int | None = ruled(None, lambda v: v is None or v >= 1, 'null or an integer >= 1')  # hosts in the run
+    # GPUs on each node; null: this machine's count (0 without CUDA)
+    gpus_per_node: int | None = ruled(None, lambda v: v is None or v >= 0, 'null or an integer >= 0')
+    # memory of one GPU in GiB; null: this machine's first GPU
+    gpu_memory_gib: float | None = ruled(None, lambda v: v is None or v > 0, 'null or a number > 0')
+    # host memory of one node in GiB that the run may use; null: what this machine has available now
+    cpu_memory_gib: float | None = ruled(None, lambda v: v is None or v > 0, 'null or a number > 0')
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -337,6 +350,7 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -183,8 +183,10 @@ class RolloutWorker:
         backend = self.rollout.backend
         if not backend.loads_once:
             return self.receiver.receive(backend.load_weights)  # bucket by bucket, into the model's tensors
-        staged: list = []  # the bucket buffers are reused: keep copies until the whole sync is in
-        version = self.receiver.receive(lambda named, _: staged.extend((n, t.clone()) for n, t in named))
+        # The bucket buffers are reused: keep copies until the whole sync is in, in host memory, so the GPU never
+        # holds a second copy of the weights beside the engine's (15.5 GB for a 7B policy in bf16).
+        staged: list = []
+        version = self.receiver.receive(lambda named, _: staged.extend((n, t.to("cpu", copy=True)) for n, t in named))
         backend.load_weights(staged, version)
         return version
 

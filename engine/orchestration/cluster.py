@@ -56,6 +56,9 @@ class Cluster:
         if not cfg.ray.address and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
             stop_ray()  # a local instance started for a smaller layout (an earlier phase, another test)
             wait_for_ray(cfg)
+        from engine.orchestration.plan import check_fits
+
+        check_fits(cfg)  # a layout that cannot fit is refused here, naming the key to change, before any actor starts
         # GPUs or not is the cluster's answer, not this process's: a driver on a CPU-only head node still runs its
         # actors on the GPU nodes.
         gpu = ray.cluster_resources().get("GPU", 0) >= 1
