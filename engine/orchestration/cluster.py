@@ -20,7 +20,7 @@ ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while 
 
 from engine.config import Config
 from engine.orchestration.actors import LearnerWorker, RolloutWorker
-from engine.orchestration.ray_start import stop_ray, wait_for_ray
+from engine.orchestration.ray_start import cluster_address, stop_ray, wait_for_ray
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
 
@@ -53,7 +53,7 @@ class Cluster:
         self.log = log
         n_workers, n_learners = cfg.ray.rollout_workers, cfg.ray.learners
         wait_for_ray(cfg)  # the CLI began starting it before importing the trainer (orchestration/ray_start.py)
-        if not cfg.ray.address and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
+        if not cluster_address(cfg) and ray.cluster_resources().get("CPU", 0) < n_workers + n_learners:
             stop_ray()  # a local instance started for a smaller layout (an earlier phase, another test)
             wait_for_ray(cfg)
         from engine.orchestration.plan import check_fits

@@ -46,14 +46,19 @@ def actors_needed(cfg) -> int:
     return (8 if workers == "auto" else int(workers)) + (2 if learners == "auto" else int(learners))
 
 
+def cluster_address(cfg) -> str | None:
+    """The Ray cluster to join: ray.address, else RAY_ADDRESS (set by `ray job submit`); None starts a local one."""
+    return cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+
 def _init(cfg) -> None:
     global _error
     import ray
 
     try:
         if not ray.is_initialized():
-            if cfg.ray.address:
-                ray.init(address=cfg.ray.address, runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
+            if cluster_address(cfg):  # an existing cluster's resources are its own: no num_cpus here
+                ray.init(address=cluster_address(cfg), runtime_env={"env_vars": _QUIET_ENV}, log_to_driver=True)
             else:
                 # Logical CPUs: every actor asks for one, so the local cluster must hold them all even on 2 cores.
                 ray.init(num_cpus=max(os.cpu_count() or 1, actors_needed(cfg)), include_dashboard=False,
