@@ -64,7 +64,7 @@ def rank_main(rank: int, world: int, port: int, path: str, build: str, out: str)
     if build == "full":
         models = full_build(cfg, mesh)
     else:
-        models = _build_sharded(cfg, rank, mesh, None, torch.device("cpu"), False)[:2]
+        models = _build_sharded(cfg, rank, mesh, None, torch.device("cpu"), cfg.learner)[:2]
     import gc
 
     gc.collect()

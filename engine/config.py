@@ -267,6 +267,9 @@ class LearnerConfig:
     # Recompute each decoder layer's and vision block's activations in backward instead of keeping them: activation
     # memory of one layer instead of all, for about a third more compute.
     activation_checkpointing: bool = False
+    # Keep the frozen reference model's shards in host memory (FSDP2's CPUOffloadPolicy): each layer comes to the GPU
+    # only while it is computed, which takes the reference (model.dtype bytes per parameter per rank) off the GPU.
+    ref_offload: bool = False
     # Newest step directories kept by save_checkpoint; older ones are deleted.
     keep_checkpoints: int = ruled(3, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
 

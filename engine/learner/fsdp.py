@@ -27,7 +27,7 @@ from typing import Iterator, Literal
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from engine import native
@@ -49,10 +49,13 @@ log = logging.getLogger(__name__)
 _SUMS = ("loss", "clip_frac", "approx_kl", "kl", "ratio_mean", "entropy", "logp_gap_mean", "nonfinite")
 
 
-def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None) -> LogprobModel:
-    """fully_shard every text decoder layer, every vision block, then the root (what is left)."""
+def _shard(wrapper: LogprobModel, mesh, mp: MixedPrecisionPolicy | None, offload: bool = False) -> LogprobModel:
+    """fully_shard every text decoder layer, every vision block, then the root (what is left); with `offload`, the
+    shards (and their gradients and optimizer state) live in host memory."""
     core = wrapper.hf.model
     kwargs = {"mesh": mesh} if mp is None else {"mesh": mesh, "mp_policy": mp}
+    if offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=mesh.device_type == "cuda")
     for block in core.visual.blocks:
         fully_shard(block, **kwargs)
     for layer in core.language_model.layers:
@@ -104,7 +107,7 @@ def _read_own_rows(model: torch.nn.Module, keys: dict[str, tuple[Path, str]], ra
 
 
 def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | None, device: torch.device,
-                   checkpointing: bool):
+                   options: LearnerConfig):
     """(policy, reference or None, tokenizer, HF config), sharded, holding the initial weights.
 
     Every rank builds both on the meta device (no memory), shards them, allocates only its shards and reads only
@@ -136,12 +139,13 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
                                                          attn_implementation=attention)
         if (local / "generation_config.json").is_file():
             hf.generation_config = GenerationConfig.from_pretrained(local, local_files_only=True)
-        if trainable and checkpointing:
+        if trainable and options.activation_checkpointing:
             # Non-reentrant: recomputation re-enters FSDP's hooks, which gather each layer again.
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         hf.requires_grad_(trainable)
-        wrapper = _shard(LogprobModel(hf), mesh, mp if trainable else None)
-        wrapper.to_empty(device=device)
+        offload = not trainable and options.ref_offload
+        wrapper = _shard(LogprobModel(hf), mesh, mp if trainable else None, offload)
+        wrapper.to_empty(device=torch.device("cpu") if offload else device)  # offloaded shards live on the host
         if "keys" not in found:  # the same files on every rank: the same choice on every rank
             found["keys"] = _checkpoint_keys(hf, local)
         keys = found["keys"]
@@ -155,6 +159,10 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         saved = set(hf.state_dict())
         for owner in {n.rpartition(".")[0] for n, _ in hf.named_buffers() if n not in saved}:
             hf._init_weights(hf.get_submodule(owner))  # e.g. rotary inv_freq, recomputed from the config
+        if offload:  # FSDP moves the parameters to the device per layer; buffers are used where they are
+            for module in wrapper.modules():
+                for name, buf in module.named_buffers(recurse=False):
+                    module._buffers[name] = buf.to(device)
         return wrapper.train(trainable)
 
     policy = build(True)
@@ -198,7 +206,7 @@ class FSDPLearner:
         mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,
                                                                          reduce_dtype=torch.float32)
         self.policy, self.ref, self.tokenizer, self.hf_config = _build_sharded(
-            config, rank, self.mesh, mp, self.device, self.options.activation_checkpointing)
+            config, rank, self.mesh, mp, self.device, self.options)
         hf = self.policy.hf
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.optim.lr,
                                            weight_decay=config.optim.weight_decay)

@@ -12,7 +12,7 @@ change. Byte counts, with P parameters over N learner ranks, c bytes per compute
             AdamW's temporaries, 4P/N); rank 0 adds the sync buckets and, colocated, the IPC buffer (cP)
   rollout   vLLM: its share of the GPU (gpu_memory_utilization; weights cP, the rest KV cache), the sync buckets;
             the weights a sync stages wait in host memory. HF: weights cP, the KV cache of its share of the step's
-            samples at the longest sequence, the last position's logits
+            samples at the longest sequence, its prompts' KV kept in the prefix cache, the last position's logits
   driver    Python, torch and Ray, and one step's samples
   each      a runtime: the CUDA context on a GPU, an imported torch + transformers process on CPU
 
@@ -312,8 +312,8 @@ def plan(cfg) -> Plan:
     lc["master_weights"] = 4 * P / N / g
     lc["gradients"] = 4 * P / N / g
     lc["optimizer_state"] = 8 * P / N / g
-    if cfg.algo.kl_coef > 0:
-        lc["reference"] = c * P / N / g
+    if cfg.algo.kl_coef > 0:  # learner.ref_offload keeps its shards in host memory (on CPU runs, the same memory)
+        (learner.host if gpu and cfg.learner.ref_offload else lc)["reference"] = c * P / N / g
     grad_copy = 4 if c != 4 else 0  # bf16 gradients reduce in fp32
     gathered = (dims.root_params + 2 * dims.layer_params) * (2 * c + grad_copy)
     per_token_layer = (16 * dims.hidden + 4 * dims.intermediate) * c
@@ -352,6 +352,10 @@ def plan(cfg) -> Plan:
         rc["weights"] = c * P / g
         rc["kv_cache"] = samples * seq * kv_per_token / g
         rc["logits"] = samples * dims.vocab * 4 * 2 / g
+        from engine.rollout.hf_backend import PREFIX_CACHE_BYTES
+
+        prompts = math.ceil(cfg.trainer.prompts_per_step / max(1, workers))  # each prompt's KV kept once, up to the cap
+        rc["prefix_cache"] = min(PREFIX_CACHE_BYTES, prompts * seq * kv_per_token) / g
     if workers and not (colocated and workers == 1):
         rc["sync_buckets"] = 2 * bucket / g
     if cfg.video.device == "cuda" and gpu:
@@ -381,6 +385,8 @@ def _key_for(cfg, components: dict[str, float], gpu: bool) -> str:
     if gpu:  # more ranks shard the states over more GPUs; on one host they only move between processes
         keys.update(dict.fromkeys(("optimizer_state", "master_weights", "gradients", "reference",
                                    "gathered_fsdp_units", "optimizer_step_temporaries"), "ray.learners"))
+        if not cfg.learner.ref_offload:
+            keys["reference"] = "learner.ref_offload"
     for name, _ in sorted(components.items(), key=lambda kv: -kv[1]):
         if name in keys:
             return keys[name]
@@ -430,7 +436,9 @@ def _verdict(cfg, roles: dict[str, Role], mach: Machines, gpu: bool, colocated: 
                                  f"vLLM's share ({share:.1f} GiB) does not hold the weights "
                                  f"({ro.components['vllm_weights']:.1f} GiB), let alone a KV cache"))
         per_node = math.ceil((learners + workers) / max(1, mach.nodes))
-        host = dr.peak_gib + per_node * (sum(ro.host.values()) + 2.0)  # 2 GiB of host memory per GPU actor
+        per_learner = math.ceil(learners / max(1, mach.nodes)) * sum(lr.host.values())
+        host = dr.peak_gib + per_learner + per_node * 2.0 + math.ceil(workers / max(1, mach.nodes)) * sum(
+            ro.host.values())  # 2 GiB of host memory per GPU actor, plus what each role keeps there
         if host > mach.cpu_memory_gib:
             problems.append(("cluster.cpu_memory_gib", f"host memory: {host:.1f} GiB on the busiest node, "
                                                        f"{mach.cpu_memory_gib:.1f} available"))

@@ -72,10 +72,13 @@ def _left_padded(parts: list[torch.Tensor | None], length: int) -> torch.Tensor:
     return out
 
 
+PREFIX_CACHE_BYTES = 2**30  # kept prompt KV for reuse across a group's samples and turns (`vthink plan` counts it)
+
+
 class HFBackend(Backend):
     """Batched sampling with a KV cache on a transformers Qwen2.5-VL or Qwen3-VL model (CPU or GPU)."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64, prefix_cache_bytes: int = 2**30):
+    def __init__(self, model, tokenizer, max_batch: int = 64, prefix_cache_bytes: int = PREFIX_CACHE_BYTES):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch

@@ -5,6 +5,7 @@ resumes from the checkpoint in fresh processes. The parent computes the referenc
 forward with full logits, kernels' eager verl-semantics GRPO loss, torch AdamW, gradient clipping.
 """
 import copy
+import dataclasses
 import datetime
 import json
 import os
@@ -116,6 +117,12 @@ def _worker(rank, scenario, port, data, out):
         sft = FSDPLearner(sft_config(_cfg(["sft.lr=1e-3"])), rank, WORLD, LEARNERS["micro"][1])
         res["sft/m"] = sft.sft_update(d["sft_batch"])
         res["sft/w"] = _full_weights(sft)
+        # learner.ref_offload: the reference's shards in host memory (FSDP2 CPU offload), the same log-probs.
+        offloaded = FSDPLearner(_cfg([]), rank, WORLD, dataclasses.replace(LEARNERS["whole"][1], ref_offload=True))
+        res["ref_offload/ref_logp"] = offloaded.compute_logprobs(d["batch"], model="ref")
+        layer = offloaded.ref.hf.model.language_model.layers[0]
+        res["ref_offload/offloaded"] = all(p.offload_to_cpu for p in layer._get_fsdp_state()._fsdp_param_group.fsdp_params)
+        del offloaded
         # model.dtype=bfloat16: the HF files hold bf16, the fp32 master weights come back exactly on resume.
         bf16 = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
         # The frozen reference is held in the compute dtype (no fp32 master): at init it scores as the policy does.
@@ -434,6 +441,12 @@ def test_checkpoint_dirs_are_atomic_pruned_and_load_with_plain_transformers(run)
     tok = AutoTokenizer.from_pretrained(step1)
     assert tok.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
     assert (step1 / "preprocessor_config.json").is_file()
+
+
+def test_reference_offloaded_to_host_memory_scores_the_same(run):
+    r0 = run["main"][0]
+    assert r0["ref_offload/offloaded"]
+    torch.testing.assert_close(r0["ref_offload/ref_logp"], r0["ref_logp"], atol=0.0, rtol=0.0)
 
 
 def test_reference_is_held_in_the_compute_dtype(run):
