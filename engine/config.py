@@ -173,8 +173,10 @@ class RewardConfig:
     # The response layout the format reward (and the system prompt) asks for: Video-Thinker's
     # <time>/<caption>/<think> blocks then <answer>, or R1's <think>...</think><answer>...</answer>.
     format_layout: Literal["video_thinker", "r1"] = "video_thinker"
-    # A user reward "package.module:function", called per sample as fn(sample, row) (engine.rollout.batch.Sample,
-    # engine.data.schema.QARow) -> float or {name: float}; added to the total with weight fn_weight.
+    # A user reward "path/to/file.py:function" or "package.module:function" (the working directory importable),
+    # called per sample as fn(sample, row) (engine.rollout.batch.Sample, engine.data.schema.QARow, whose `fields`
+    # hold the source row's own columns) -> float or {name: float}; added to the total with weight fn_weight and
+    # logged per component as reward_fn/<name>.
     fn: str | None = None
     fn_weight: float = 1.0  # weight of reward.fn's value (of the sum of its components) in the total
 

@@ -190,6 +190,8 @@ class QARow:
     split: str
     reasoning: str | None = None
     source: str = ""
+    # The source row's own columns as read (Video-R1's problem_type, data_source, any extra column), for reward.fn.
+    fields: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in QA_KINDS:
@@ -234,6 +236,8 @@ class QARow:
         }
         if self.reasoning is not None:
             out["reasoning"] = self.reasoning
+        if self.fields:
+            out["fields"] = self.fields
         return out
 
     @classmethod
@@ -251,6 +255,7 @@ class QARow:
             id=str(d["id"]), video_id=str(d["video_id"]), video=_resolve(d["video"], root), kind=str(d["kind"]),
             question=str(d["question"]), options=[str(o) for o in d["options"]], answer=str(d["answer"]),
             answer_span_s=span, split=str(d["split"]), reasoning=None if reasoning is None else str(reasoning),
+            fields=dict(d.get("fields") or {}),
         )
 
 

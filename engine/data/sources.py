@@ -201,7 +201,7 @@ def row_video_r1(raw: dict, base: Path, split: str) -> QARow:
         answer = _number(answer, row_id, kind)
     path = _video_path(_get(raw, "path", str), base)
     return QARow(id=row_id, video_id=str(path), video=path, kind=kind, question=question, options=options,
-                 answer=answer, answer_span_s=None, split=split, reasoning=reasoning)
+                 answer=answer, answer_span_s=None, split=split, reasoning=reasoning, fields=_plain(raw))
 
 
 def row_qa(raw: dict, base: Path, split: str, fields, default_id: str) -> QARow:
@@ -224,7 +224,12 @@ def row_qa(raw: dict, base: Path, split: str, fields, default_id: str) -> QARow:
     reasoning = raw.get("reasoning")
     return QARow(id=row_id, video_id=str(path), video=path, kind=str(kind), question=question, options=options,
                  answer=answer, answer_span_s=None, split=split,
-                 reasoning=reasoning if isinstance(reasoning, str) and reasoning.strip() else None)
+                 reasoning=reasoning if isinstance(reasoning, str) and reasoning.strip() else None, fields=_plain(raw))
+
+
+def _plain(raw: dict) -> dict:
+    """The source row's columns as JSON values (Parquet may hold dates or bytes), kept on the row for reward.fn."""
+    return json.loads(json.dumps(raw, default=str))
 
 
 def _kind_of(answer: str) -> str:

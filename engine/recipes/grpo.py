@@ -143,6 +143,8 @@ class Trainer:
             self.cluster.sync_weights()
         m.update(reward_mean=float(total.mean()), accuracy=sum(r.accuracy for r in rewards) / len(rewards),
                  format=sum(r.format for r in rewards) / len(rewards), weight_version=self.cluster.version)
+        for name in sorted({k for r in rewards for k in r.user}):  # reward.fn's components, one metric each
+            m[f"reward_fn/{name}"] = sum(r.user.get(name, 0.0) for r in rewards) / len(rewards)
         return m
 
     # ------------------------------------------------------------------ the loop

@@ -7,10 +7,14 @@ ocr 1 - WER, free-form ROUGE-L F, regression 1 - relative error.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 from engine.errors import ConfigError, VthinkError
@@ -109,14 +113,29 @@ def _components(value, name: str, row) -> dict[str, float]:
 
 @lru_cache(maxsize=8)
 def load_reward_fn(spec: str) -> Callable:
-    """The function `package.module:function` names, checked to take (sample, row); ConfigError("reward.fn")."""
-    module_name, sep, attr = spec.partition(":")
+    """The function `package.module:function` or `path/to/file.py:function` names (a module is looked up from the
+    working directory too, as verl does), checked to take (sample, row); ConfigError("reward.fn")."""
+    module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError("reward.fn", f"expected 'package.module:function', got {spec!r}")
+        raise ConfigError("reward.fn", f"expected 'package.module:function' or 'path/to/file.py:function', "
+                                       f"got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py") or os.sep in module_name:
+            path = Path(module_name).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigError("reward.fn", f"{module_name!r} is not a file (from {os.getcwd()})")
+            loader = importlib.util.spec_from_file_location(f"vthink_reward_{path.stem}", path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())
+            module = importlib.import_module(module_name)
+    except ConfigError:
+        raise
     except Exception as e:  # the user's module may fail in any way while importing
-        raise ConfigError("reward.fn", f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
+        raise ConfigError("reward.fn", f"cannot import {module_name!r} (from {os.getcwd()}): "
+                                       f"{type(e).__name__}: {e}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError("reward.fn", f"{module_name} has no function {attr!r}")

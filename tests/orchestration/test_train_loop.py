@@ -15,7 +15,9 @@ from engine.learner.batch import BatchIds, learner_batch
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loop")
-    return load_config(None, [
+    # a verl-style reward in a .py file; weight 0, so its components are logged without changing the run
+    (tmp / "lengths.py").write_text("def size(sample, row):\n    return {'chars': len(sample.response_text) / 100}\n")
+    return load_config(None, [f"reward.fn={tmp / 'lengths.py'}:size", "reward.fn_weight=0",
         f"data.dir={tmp / 'data'}", "data.num_videos=4", "data.duration_s=4",
         "video.fps=1", "video.min_frames=2", "video.max_frames=4", "video.max_pixels=12544",
         "rollout.group_size=2", "rollout.max_new_tokens=12",
@@ -68,6 +70,7 @@ def test_train_then_resume(cfg):
     history = train(cfg, log=lambda _: None)
     assert [m["step"] for m in history] == [0, 1]
     assert [m["step"] for m in read_metrics(f"{out}/metrics.jsonl")] == [0, 1]
+    assert all(m["reward_fn/chars"] > 0 for m in read_metrics(f"{out}/metrics.jsonl"))  # reward.fn's components
     with open(f"{out}/reward.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     from transformers import Qwen2_5_VLForConditionalGeneration

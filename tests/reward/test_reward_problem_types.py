@@ -164,3 +164,28 @@ def test_eval_summary_per_kind_and_without_multiple_choice():
     assert mixed["format"] == pytest.approx(2 / 3) and mixed["tool_calls_per_sample"] == 1.0
     open_ended = summarise([Scored(num, 0.0, 1.0, 0), Scored(ocr, 0.5, 0.0, 0)])
     assert (open_ended["questions"], open_ended["accuracy"], open_ended["chance"]) == (2, 0.25, None)
+
+
+FILE_REWARD = '''
+def by_source(sample, row):
+    return {"from_mine": float(row.fields.get("data_source") == "mine")}
+'''
+
+
+def test_user_reward_fn_from_a_file_or_the_working_directory(tmp_path, monkeypatch):
+    import sys
+    from dataclasses import replace
+
+    (tmp_path / "verl_style.py").write_text(FILE_REWARD)
+    (tmp_path / "cwd_rewards.py").write_text(FILE_REWARD)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the working directory joins sys.path: undone after the test
+    monkeypatch.chdir(tmp_path)
+    load_reward_fn.cache_clear()
+    r = replace(row("mcq", "B", ["one", "two"]), fields={"data_source": "mine", "problem_type": "multiple choice"})
+    for spec in (f"{tmp_path / 'verl_style.py'}:by_source", "verl_style.py:by_source", "cwd_rewards:by_source"):
+        got = score_sample(sample(ans("B")), r, RewardConfig(fn=spec))
+        assert got.user == {"from_mine": 1.0}, spec
+    with pytest.raises(ConfigError, match="is not a file") as e:
+        load_reward_fn("missing_dir/nope.py:by_source")
+    assert e.value.key == "reward.fn"
+    load_reward_fn.cache_clear()
