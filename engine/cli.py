@@ -32,6 +32,16 @@ def _load(args: list[str]):
     from engine.config import load_config
 
     path, overrides = _split(args)
+    if path is not None and Path(path).is_dir():  # a run folder: its resolved config and its newest policy
+        from engine.model.loading import run_model
+
+        run = Path(path)
+        if not (run / "config.json").is_file() or run_model(run) is None:
+            raise ConfigError("config", f"{path!r} is a folder but not a vthink run with a checkpoint or an sft/ "
+                                        "policy (give a YAML config, or a trainer.output_dir)")
+        print(f"run {run}: config {run / 'config.json'}, model {run_model(run)} (override any key after it)",
+              file=sys.stderr)
+        return load_config(str(run / "config.json"), [f"model.path={run_model(run)}", *overrides])
     return load_config(path, overrides)
 
 

@@ -412,9 +412,14 @@ def prepare(cfg, purpose: str, out_dir: str | os.PathLike | None = None, log=pri
 
     error: any bad row raises DataCheckError listing them. skip: they are dropped, counted in the log and
     written to <out_dir>/bad_rows.jsonl. No usable row for `purpose` raises DataCheckError either way.
-    `eval` without held-out files (data.train_files only) evaluates the training rows, and says so.
+    `eval` with data.val_files reads only those (a bad training row does not stop it); without them (data.train_files
+    only) it evaluates the training rows, and says so.
     """
     d = cfg.data
+    if purpose == "eval" and d.val_files:  # eval reads and checks only the rows it scores
+        from dataclasses import replace
+
+        d = replace(d, train_files=[])
     data = load_data(d, log)
     if data.bad and d.on_bad_row == "error":
         raise DataCheckError(report(data) + "\n(data.on_bad_row=skip goes on without the bad rows)")

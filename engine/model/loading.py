@@ -1,5 +1,6 @@
 """Loads the policy model + tokenizer: the embedded tiny model (cached on disk) or a local HF dir."""
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -10,6 +11,8 @@ from engine.video.spec import ARCHS
 
 # transformers is imported where a model is built or loaded, not here: resolving a path (the driver's only
 # use of this module) should not cost its import.
+log = logging.getLogger(__name__)
+
 TINY_NAMES = (None, "tiny")
 STAMP = "vthink_tiny.json"
 # Bump when anything that changes the saved tiny model changes (corpus, config, template), so caches of
@@ -117,7 +120,30 @@ def _resolve(path: str) -> Path:
     if not (local / "config.json").is_file():
         raise ConfigError("model.path", f"{str(local)!r} has no config.json; not a Hugging Face "
                                         "model directory")
+    if "model_type" not in _json(local / "config.json"):
+        newest = run_model(local)
+        if newest is None:
+            raise ConfigError("model.path", f"{str(local)!r} is not a Hugging Face model directory (its config.json "
+                                            "has no model_type) nor a vthink run with a checkpoint or an sft/ policy")
+        log.warning("model.path: %s is a vthink run; using its newest policy, %s", local, newest)
+        return newest
     return local
+
+
+def run_model(run: Path) -> Path | None:
+    """The newest policy a vthink run folder holds: its last GRPO checkpoint, else its SFT export; None if neither."""
+    steps = sorted(p for p in (run / "checkpoints").glob("step-*") if (p / "config.json").is_file())
+    if steps:
+        return steps[-1]
+    sft = run / "sft"
+    return sft if (sft / "config.json").is_file() and "model_type" in _json(sft / "config.json") else None
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def load_policy(path: str | None, dtype=None, seed: int = 0, arch: str = "qwen2_5_vl"):

@@ -174,6 +174,9 @@ def summarise(results: list[Scored], stats=None, gated: int = 0, thinker: bool =
         "retrieval_calls_per_question": sum(x.retrievals for x in results) / n,
         "zoom_hit_rate": sum(zooms) / len(zooms) if zooms else None,  # None: no zoom was served
         "per_kind": per_kind,
+        # Every question, each scored by its accuracy reward: the letter for multiple choice, the match for
+        # numerical, 1 - WER for OCR, ROUGE-L for free-form, 1 - relative error for regression, tIoU for grounding.
+        "overall": {"questions": len(results), "score": sum(x.accuracy for x in results) / n},
     }
     named = [x.caption_names_answer for x in results if x.caption_names_answer is not None]
     if named:

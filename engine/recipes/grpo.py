@@ -52,6 +52,13 @@ LOGP_GAP_WARN = 1e-2
 TINY_PARAMS = 100_000_000  # below this a run is "tiny": trainer.trace_every "auto" traces every step
 
 
+def held_out_line(result: dict) -> str:
+    """One line of an eval.json: every question's score (its kind's accuracy reward), then each kind's."""
+    kinds = " | ".join(f"{k} {v['accuracy']:.3f} (n={v['n']})" for k, v in sorted(result["per_kind"].items()))
+    return (f"held-out: {result['overall']['questions']} questions | score {result['overall']['score']:.3f} | "
+            f"{kinds} | format {result['format']:.3f}")
+
+
 def score_batch(cfg: Config, samples: list, by_id: dict) -> list:
     """Each sample's Reward, scored against its row in `by_id`."""
     return [score_sample(x, by_id[x.row_id], cfg.reward, cfg.rollout.agent) for x in samples]
@@ -288,8 +295,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         history = read_metrics(metrics_log.path)
         log(summary_table(history))
         if final_eval:
-            log(f"held-out: {final_eval['questions']} questions | accuracy {final_eval['accuracy']:.3f} | "
-                f"format {final_eval['format']:.3f}")
+            log(held_out_line(final_eval))
         else:
             log("held-out: none (no data.val_files)")
         log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")

@@ -176,6 +176,16 @@ def test_eval_without_val_files_uses_the_training_rows(tmp_path, clips):
     assert [r.id for r in data.eval] == ["1"] and any("no data.val_files" in line for line in logs)
 
 
+def test_eval_checks_only_the_rows_it_scores(tmp_path, clips):
+    train = write(tmp_path / "train.json", [r1(1), r1(2, path="missing.mp4")])
+    val = write(tmp_path / "val.json", [r1(3)])
+    cfg = cfg_for(tmp_path, clips, train=[train], val=[val])
+    data = prepare(cfg, "eval", None, log=lambda _: None)  # the bad training row is not eval's business
+    assert [r.id for r in data.eval] == ["3"] and data.bad == []
+    with pytest.raises(DataCheckError, match="video not found"):
+        prepare(cfg, "train", None, log=lambda _: None)
+
+
 def test_missing_or_unknown_files_are_config_errors(tmp_path, clips):
     with pytest.raises(ConfigError, match=r"data.train_files\[0\]"):
         load_data(cfg_for(tmp_path, clips, train=[tmp_path / "nope.json"]).data)

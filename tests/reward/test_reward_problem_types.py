@@ -162,6 +162,12 @@ def test_eval_summary_per_kind_and_without_multiple_choice():
     assert mixed["per_kind"] == {"mcq": {"n": 1, "accuracy": 1.0}, "numerical": {"n": 1, "accuracy": 0.0},
                                  "ocr": {"n": 1, "accuracy": 0.5}}
     assert mixed["format"] == pytest.approx(2 / 3) and mixed["tool_calls_per_sample"] == 1.0
+    # every question counts in the overall score, each by its kind's accuracy reward
+    assert mixed["overall"] == {"questions": 3, "score": pytest.approx(1.5 / 3)}
+    from engine.recipes.grpo import held_out_line
+
+    line = held_out_line(mixed)
+    assert line.startswith("held-out: 3 questions | score 0.500 |") and "numerical 0.000 (n=1)" in line
     open_ended = summarise([Scored(num, 0.0, 1.0, 0), Scored(ocr, 0.5, 0.0, 0)])
     assert (open_ended["questions"], open_ended["accuracy"], open_ended["chance"]) == (2, 0.25, None)
 
