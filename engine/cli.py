@@ -119,9 +119,15 @@ def cmd_make_data(cfg) -> int:
 
 def cmd_data_check(cfg) -> int:
     """Every row checked (fields, values, the video's header), no model loaded; exit 2 when the run would refuse."""
-    from engine.data.sources import load_data, report
+    from engine.data.sources import load_data, report, skip_hint
 
-    data = load_data(cfg.data)
+    d = cfg.data
+    if not (d.train_files or d.val_files) and not (Path(d.dir) / "train.jsonl").is_file():
+        # A check writes nothing: the synthetic dataset is rendered by make-data, train or demo, not here.
+        print(f"data.dir {d.dir} holds no dataset yet: `vthink make-data` (or the first `vthink train`) renders "
+              f"{d.num_videos} synthetic {d.task} clips there; nothing to check")
+        return 0
+    data = load_data(d)
     print(report(data))
     if data.train and data.eval:
         from engine.data.near_duplicates import split_overlap
@@ -130,8 +136,7 @@ def cmd_data_check(cfg) -> int:
         print(f"held-out clips: {o['eval_clips']}, training clips: {o['train_clips']}, "
               f"eval_clips_identical_to_train: {o['eval_clips_identical_to_train']} (near-duplicates by decoded pixels)")
     if data.bad and cfg.data.on_bad_row == "error":
-        print("vthink: data check failed (data.on_bad_row=error); data.on_bad_row=skip would go on without them",
-              file=sys.stderr)
+        print(f"vthink: data check failed (data.on_bad_row=error); {skip_hint(data)}", file=sys.stderr)
         return 2
     if not data.train and not data.eval:
         print("vthink: data check failed: no usable row", file=sys.stderr)

@@ -102,3 +102,16 @@ def test_train_refuses_bad_rows_and_leaves_no_cluster_behind(user_data, tmp_path
     assert rc == 2
     assert "id=4: video not found" in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+def test_data_check_writes_nothing_and_names_a_missing_folder_once(user_data, tmp_path, capsys):
+    missing = tmp_path / "no_such_data"
+    assert main(["data", "check", f"data.dir={missing}"]) == 0
+    assert "holds no dataset yet" in capsys.readouterr().out and not missing.exists()  # nothing rendered
+    wrong_root = tmp_path / "wrong_root"
+    rc = main(["data", "check", f"data.val_files=[{user_data / 'all_bad.json'}]", f"data.video_root={wrong_root}"])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.out.count(f"folder not found: {wrong_root}") == 1  # the folder, named once
+    # no row would be usable, so skipping is not suggested as a way out
+    assert "would not help" in captured.err and "would go on" not in captured.err

@@ -398,8 +398,20 @@ def report(data: Data) -> str:
     lines = [str(b) for b in data.bad]
     if data.bad:
         lines.append("bad rows by reason: " + ", ".join(f"{k} {n}" for k, n in data.bad_counts().items()))
+    # A wrong data.video_root shows as many missing videos: name the folders that do not exist, once each.
+    missing = Counter(Path(b.detail).parent for b in data.bad if b.reason == "video not found")
+    for folder, n in sorted(missing.items()):
+        if not folder.exists():
+            lines.append(f"folder not found: {folder} ({n} row(s) look for their video there; check data.video_root)")
     lines.append(f"usable rows: {len(data.train)} train, {len(data.eval)} held-out; {len(data.bad)} bad")
     return "\n".join(lines)
+
+
+def skip_hint(data: Data) -> str:
+    """What data.on_bad_row=skip would do, said only when it would leave rows to use."""
+    if not (data.train or data.eval):
+        return "no row is usable, so data.on_bad_row=skip would not help"
+    return f"data.on_bad_row=skip would go on with the {len(data.train)} + {len(data.eval)} usable rows"
 
 
 class DataCheckError(DatasetError):
@@ -422,7 +434,7 @@ def prepare(cfg, purpose: str, out_dir: str | os.PathLike | None = None, log=pri
         d = replace(d, train_files=[])
     data = load_data(d, log)
     if data.bad and d.on_bad_row == "error":
-        raise DataCheckError(report(data) + "\n(data.on_bad_row=skip goes on without the bad rows)")
+        raise DataCheckError(report(data) + f"\n({skip_hint(data)})")
     if data.bad:
         where = f"; listed in {write_bad_rows(data, out_dir)}" if out_dir is not None else ""
         log(f"data: skipping {len(data.bad)} bad rows ("
