@@ -237,8 +237,8 @@ def check_learner_real_width() -> dict:
     B, L = 4, tokens // 4
     mask = torch.zeros(B, L)
     mask[:, L // 2:] = 1
-    batch = {"input_ids": torch.randint(10, 4000, (B, L), generator=g), "attention_mask": torch.ones(B, L, dtype=torch.long),
-             "loss_mask": mask, "mm_token_type_ids": torch.zeros(B, L, dtype=torch.long),
+    batch = {"input_ids": torch.randint(10, 4000, (B, L), generator=g),
+             "attention_mask": torch.ones(B, L, dtype=torch.long), "loss_mask": mask, "mm_token_type_ids": torch.zeros(B, L, dtype=torch.long),
              "rollout_logp": -torch.rand(B, L, generator=g) * 6 * mask}
     torch.cuda.reset_peak_memory_stats()
     for _ in range(2):  # the second update holds the AdamW moments the first one created

@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vthink: config error: {e}", file=sys.stderr)
         return 2
     from engine.data.sources import DataCheckError
+    from engine.orchestration.interrupt import Interrupted
 
     try:
         if ns.command == "train":
@@ -285,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vthink: config error: {e}", file=sys.stderr)
         return 2
+    except Interrupted:
+        return 130  # the recipe said where it stopped and how to go on
+    except KeyboardInterrupt:  # outside a training loop (loading, data checks, evals): nothing to keep
+        print("\nvthink: interrupted", file=sys.stderr)
+        return 130
     except DataCheckError as e:
         print(f"vthink: data check failed:\n{e}", file=sys.stderr)
         return 2

@@ -21,9 +21,9 @@ QWEN_VOCAB = 151_936
 VISION_3B = dict(hidden_size=1280, intermediate_size=3420, num_heads=16, in_channels=3, patch_size=14,
                  spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=112)
 
-# name -> (text config, vision depth, tied embeddings). "qwen2.5-vl-3b-2layer" / "qwen2.5-vl-7b-2layer": Qwen2.5-VL-3B's /
-# 7B's widths with 2 text and 2 vision layers; "qwen2.5-0.5b": the Qwen2.5-0.5B language model (24 layers) with a 2-layer
-# Qwen2.5-VL vision tower.
+# name -> (text config, vision depth, tied embeddings). "qwen2.5-vl-3b-2layer" / "qwen2.5-vl-7b-2layer":
+# Qwen2.5-VL-3B's / 7B's widths with 2 text and 2 vision layers; "qwen2.5-0.5b": the Qwen2.5-0.5B language model
+# (24 layers) with a 2-layer Qwen2.5-VL vision tower.
 PRESETS = {
     "qwen2.5-vl-3b-2layer": (dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=2,
                                   num_attention_heads=16, num_key_value_heads=2, mrope_section=[16, 24, 24]), 2, True),

@@ -31,6 +31,7 @@ from engine.errors import VthinkError
 from engine.learner.checkpoint import latest
 from engine.model import policy_dir, policy_spec
 from engine.orchestration.evaluation import evaluate_on
+from engine.orchestration.interrupt import Interrupted, resume_command, stop_on_interrupt
 from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream
@@ -158,42 +159,48 @@ class Trainer:
 
     def run(self, until: int, metrics_log: MetricsLog) -> list[dict]:
         """Train from self.step up to step `until` (exclusive); returns the new steps' metrics. Held-out evals run
-        every trainer.eval_every steps and after the last step (kept as self.last_eval)."""
+        every trainer.eval_every steps and after the last step (kept as self.last_eval). A Ctrl-C ends the run
+        after the step under way (Interrupted); a second one exits at once (orchestration/interrupt.py)."""
         cfg, history = self.cfg, []
         pool = ThreadPoolExecutor(1) if cfg.trainer.one_step_off else None
         pending = pool.submit(self.rollout, self.step) if pool else None
-        while self.step < until:
-            step = self.step
-            # Rollout and rewards (one-step-off: this step's, rolled out during the last update).
-            if pool:
-                batch, rewards, m = pending.result()
-                if step + 1 < until:  # roll out the next step on the current weights while this one trains
-                    pending = pool.submit(self.rollout, step + 1)
-            else:
-                batch, rewards, m = self.rollout(step)
-            # Advantages, the learners' update, the weight sync.
-            m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
-            # Traces, held-out eval, checkpoint, the metrics line.
-            if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
-                self.trace(step, "train", batch.samples, rewards, metrics_log)
-            self.step += 1
-            if self.step == until or (cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0):
-                # Held-out results go into the step's metrics line; the last one is also the run's eval.json.
-                result = self.evaluate()
-                self.last_eval = result if self.step == until else None
-                m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-            if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
-                self.checkpoint()
-            metrics_log.write(m)
-            history.append(m)
-            self.log(metrics_log.progress_line(step, m))
-            gap = m.get("logp_gap_max", 0.0)
-            if gap > LOGP_GAP_WARN and not cfg.trainer.one_step_off:  # one-step-off samples on older weights
-                self.log(f"WARNING: step {step + 1}: logp_gap_max {gap:.2e} > {LOGP_GAP_WARN:g}: the rollout and the "
-                         "learner disagree about the sampled tokens' log-probs on the same weights (positions, "
-                         "dtype, or sampling that is not plain softmax(logits / T))")
-        if pool:
-            pool.shutdown()
+        with stop_on_interrupt(self.log) as stop:
+            try:
+                while self.step < until:
+                    step = self.step
+                    # Rollout and rewards (one-step-off: this step's, rolled out during the last update).
+                    if pool:
+                        batch, rewards, m = pending.result()
+                        if step + 1 < until:  # the next step rolls out on the current weights while this trains
+                            pending = pool.submit(self.rollout, step + 1)
+                    else:
+                        batch, rewards, m = self.rollout(step)
+                    # Advantages, the learners' update, the weight sync.
+                    m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
+                    # Traces, held-out eval, checkpoint, the metrics line.
+                    if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
+                        self.trace(step, "train", batch.samples, rewards, metrics_log)
+                    self.step += 1
+                    if self.step == until or (cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0):
+                        # Held-out results go into the step's metrics line; the last one is the run's eval.json.
+                        result = self.evaluate()
+                        self.last_eval = result if self.step == until else None
+                        m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+                    if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
+                        self.checkpoint()
+                    metrics_log.write(m)
+                    history.append(m)
+                    self.log(metrics_log.progress_line(step, m))
+                    gap = m.get("logp_gap_max", 0.0)
+                    if gap > LOGP_GAP_WARN and not cfg.trainer.one_step_off:  # one-step-off: older weights
+                        self.log(f"WARNING: step {step + 1}: logp_gap_max {gap:.2e} > {LOGP_GAP_WARN:g}: the rollout "
+                                 "and the learner disagree about the sampled tokens' log-probs on the same weights "
+                                 "(positions, dtype, or sampling that is not plain softmax(logits / T))")
+                    if stop.requested and self.step < until:  # Ctrl-C: this step is done and recorded; stop here
+                        raise Interrupted(self.step)
+            finally:
+                if pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
         return history
 
     def evaluate(self) -> dict:
@@ -249,7 +256,10 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     if resume and last is None and not (sft_pending and latest(out / "sft" / "checkpoints")):
         from engine.errors import ConfigError
 
-        raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}")
+        raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}: checkpoints are "
+                                                f"written every trainer.checkpoint_every steps (now "
+                                                f"{cfg.trainer.checkpoint_every}; 0 = never), at the end of a run, "
+                                                "and when a run is interrupted with Ctrl-C")
     sft_dir = out / "sft" if cfg.sft.steps or cfg.sft.epochs else None
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir))) if sft_dir else cfg  # starts from SFT's
     if cfg.trainer.one_step_off:
@@ -280,7 +290,13 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         if last is not None:  # drop metrics of steps the checkpoint does not contain
             kept = [m for m in read_metrics(metrics_log.path) if m["step"] < trainer.step]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
-        history = trainer.run(cfg.trainer.steps, metrics_log)
+        try:
+            history = trainer.run(cfg.trainer.steps, metrics_log)
+        except Interrupted as e:
+            e.checkpoint = trainer.checkpoint()
+            metrics_log.close()
+            log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: {resume_command()}")
+            raise
         if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn from
             metrics_log.close()
             raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "

@@ -247,8 +247,8 @@ def test_values_that_raise_inside_a_row_are_bad_rows(tmp_path, clips):
 def test_rows_keep_the_sources_own_columns_for_reward_fn(tmp_path, clips):
     from engine.data.schema import QARow
 
-    f = write(tmp_path / "r1.parquet", [r1(1, data_source="mine", difficulty=3), r1(2, problem_type="numerical",
-                                                                                    options=[], solution="<answer>2</answer>")])
+    numerical = r1(2, problem_type="numerical", options=[], solution="<answer>2</answer>")
+    f = write(tmp_path / "r1.parquet", [r1(1, data_source="mine", difficulty=3), numerical])
     rows = {r.id: r for r in load_data(cfg_for(tmp_path, clips, train=[f]).data).train}
     assert rows["1"].fields["problem_type"] == "multiple choice" and rows["1"].fields["data_source"] == "mine"
     assert rows["1"].fields["difficulty"] == 3 and rows["2"].fields["problem_type"] == "numerical"

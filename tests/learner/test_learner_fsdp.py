@@ -121,7 +121,8 @@ def _worker(rank, scenario, port, data, out):
         offloaded = FSDPLearner(_cfg([]), rank, WORLD, dataclasses.replace(LEARNERS["whole"][1], ref_offload=True))
         res["ref_offload/ref_logp"] = offloaded.compute_logprobs(d["batch"], model="ref")
         layer = offloaded.ref.hf.model.language_model.layers[0]
-        res["ref_offload/offloaded"] = all(p.offload_to_cpu for p in layer._get_fsdp_state()._fsdp_param_group.fsdp_params)
+        params = layer._get_fsdp_state()._fsdp_param_group.fsdp_params
+        res["ref_offload/offloaded"] = all(p.offload_to_cpu for p in params)
         del offloaded
         # model.dtype=bfloat16: the HF files hold bf16, the fp32 master weights come back exactly on resume.
         bf16 = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
