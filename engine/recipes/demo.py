@@ -232,7 +232,7 @@ def plot_demo(demo: dict, history: list[dict], path: Path) -> Path:
     left.set_ylabel("held-out accuracy")
     left.set_title(f"{demo['mode']} mode, {demo['num_eval_questions']} questions, data seed {demo['data_seed']}")
     left.legend()
-    steps = [m["step"] + 1 for m in history if "reward_mean" in m]
+    steps = [m["step"] for m in history if "reward_mean" in m]
     for key in ("reward_mean", "accuracy", "format"):
         right.plot(steps, [m[key] for m in history if "reward_mean" in m], marker="o", label=key)
     right.xaxis.set_major_locator(MaxNLocator(integer=True))

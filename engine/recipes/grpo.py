@@ -176,10 +176,12 @@ class Trainer:
                     else:
                         batch, rewards, m = self.rollout(step)
                     # Advantages, the learners' update, the weight sync.
-                    m = {"step": step, **m, **self.learn(batch, rewards), **self.timer.pop()}
+                    # Steps count from 1 everywhere (console, metrics, traces, plot, checkpoints): a line reports
+                    # the step that finished.
+                    m = {"step": step + 1, **m, **self.learn(batch, rewards), **self.timer.pop()}
                     # Traces, held-out eval, checkpoint, the metrics line.
                     if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
-                        self.trace(step, "train", batch.samples, rewards, metrics_log)
+                        self.trace(step + 1, "train", batch.samples, rewards, metrics_log)
                     self.step += 1
                     if self.step == until or (cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0):
                         # Held-out results go into the step's metrics line; the last one is the run's eval.json.
@@ -288,7 +290,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         metrics_log = MetricsLog(out, cfg.trainer.steps, append=last is not None,
                                  wandb_project=cfg.trainer.wandb_project)
         if last is not None:  # drop metrics of steps the checkpoint does not contain
-            kept = [m for m in read_metrics(metrics_log.path) if m["step"] < trainer.step]
+            kept = [m for m in read_metrics(metrics_log.path) if m["step"] <= trainer.step]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
         try:
             history = trainer.run(cfg.trainer.steps, metrics_log)

@@ -98,7 +98,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             log(f"sft: resumed from {last} at step {start}")
         metrics_log = MetricsLog(out, steps, append=last is not None)
         if last is not None:  # drop the lines of steps the checkpoint does not contain
-            kept = [m for m in read_metrics(metrics_log.path) if m["step"] < start]
+            kept = [m for m in read_metrics(metrics_log.path) if m["step"] <= start]
             metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
 
         def draw() -> tuple[Future, dict]:
@@ -112,8 +112,8 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             (ready, drawn), upcoming = upcoming, (draw() if step + 1 < steps else None)
             learner = cluster.sft_update(ready.result())
             learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
-            m = {"step": step, **learner}
             done = step + 1
+            m = {"step": done, **learner}  # 1-based, as GRPO's: the step that finished
             if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
                 cluster.sync_weights()
                 result, _ = evaluate_on(cluster, cfg, data.eval, data.records)

@@ -32,11 +32,11 @@ def plot_rewards(history: list[dict], path: Path) -> Path:
 
     from matplotlib.ticker import MaxNLocator
 
-    steps = [m["step"] + 1 for m in history if "reward_mean" in m]
+    steps = [m["step"] for m in history if "reward_mean" in m]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     for key, label in (("reward_mean", "reward"), ("accuracy", "accuracy"), ("format", "format")):
         ax.plot(steps, [m[key] for m in history if "reward_mean" in m], marker="o", label=label)
-    evals = [(m["step"] + 1, m["eval_accuracy"]) for m in history if isinstance(m.get("eval_accuracy"), (int, float))]
+    evals = [(m["step"], m["eval_accuracy"]) for m in history if isinstance(m.get("eval_accuracy"), (int, float))]
     if evals:
         ax.plot(*zip(*evals), marker="s", linestyle="--", label="held-out accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

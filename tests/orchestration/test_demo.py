@@ -30,7 +30,7 @@ def test_demo_writes_demo_json_with_every_stage_and_ablation(tmp_path):
         assert (out / name).is_file(), name
     assert (out / "data" / "videos.jsonl").is_file()
     # The GRPO stage left traces of its step and of its final eval, with the prompts' frames on disk.
-    traces = [json.loads(x) for x in (out / "grpo" / "rollouts" / "step-0.jsonl").read_text().splitlines()]
+    traces = [json.loads(x) for x in (out / "grpo" / "rollouts" / "step-1.jsonl").read_text().splitlines()]
     assert traces and all(t["frames"] and t["turns"] for t in traces)
     assert all((out / "grpo" / "rollouts" / f["image"]).is_file() for t in traces for f in t["frames"])
     assert (out / "grpo" / "rollouts" / "eval-1.jsonl").is_file()

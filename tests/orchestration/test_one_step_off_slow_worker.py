@@ -28,7 +28,7 @@ def test_one_step_off_runs_to_the_end_with_a_worker_slower_than_the_sync_timeout
         trainer.eval_rows = []  # no held-out eval: its rollout is slow too, and not what this test is about
         version = cluster.version
         history = trainer.run(3, MetricsLog(tmp_path / "m", 3, tensorboard=False))
-        assert [m["step"] for m in history] == [0, 1, 2]
+        assert [m["step"] for m in history] == [1, 2, 3]
         assert cluster.version == version + 3  # a sync after every step, each while the next rollout ran
         learner, workers = cluster.weights_digests()
         assert workers == [learner]

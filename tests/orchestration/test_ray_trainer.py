@@ -44,7 +44,7 @@ def test_steps_train_sync_and_resume_equal(cfg, cluster, tmp_path):
     trainer = Trainer(cfg, cluster, log=lambda _: None)
     before, _ = cluster.weights_digests()
     history = trainer.run(3, MetricsLog(tmp_path / "a", 3, tensorboard=False))
-    assert [m["step"] for m in history] == [0, 1, 2]
+    assert [m["step"] for m in history] == [1, 2, 3]
     assert [m["weight_version"] for m in history] == [1, 2, 3]
     after, workers = cluster.weights_digests()
     assert after != before and workers == [after, after]  # updated, and the rollout has exactly those weights
@@ -92,6 +92,6 @@ def test_one_step_off_trains(cfg, cluster, tmp_path):
     trainer = Trainer(off, cluster, log=lambda _: None)
     version = cluster.version
     history = trainer.run(2, MetricsLog(tmp_path, 2, tensorboard=False))
-    assert [m["step"] for m in history] == [0, 1]
+    assert [m["step"] for m in history] == [1, 2]
     assert cluster.version == version + 2
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in history)

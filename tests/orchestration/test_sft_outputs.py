@@ -80,7 +80,7 @@ def test_sft_resumes_where_it_stopped(r1_file, tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert any(not torch.equal(straight[k], base[k]) for k in straight)  # it did train
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "sft" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [0, 1, 2]
+    assert steps == [1, 2, 3]
 
 
 def test_sft_epochs_and_periodic_held_out_eval(r1_file, tmp_path):
@@ -91,7 +91,7 @@ def test_sft_epochs_and_periodic_held_out_eval(r1_file, tmp_path):
                              "ray.rollout_workers=1", "ray.learners=1", f"trainer.output_dir={tmp_path}"])
     run_sft(cfg, prepare(cfg, "train", tmp_path), tmp_path / "sft", lambda _: None)
     lines = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [0, 1]  # 4 rows with a trace, 2 per step, one epoch
+    assert [m["step"] for m in lines] == [1, 2]  # 4 rows with a trace, 2 per step, one epoch
     assert all(m["eval_questions"] == 5 and 0 <= m["eval_accuracy"] <= 1 for m in lines)  # every held-out row
 
 

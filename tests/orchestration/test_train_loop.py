@@ -68,8 +68,8 @@ def test_prompt_stream_take_draws_exactly_what_is_asked_and_skips_nothing():
 def test_train_then_resume(cfg):
     out = cfg.trainer.output_dir
     history = train(cfg, log=lambda _: None)
-    assert [m["step"] for m in history] == [0, 1]
-    assert [m["step"] for m in read_metrics(f"{out}/metrics.jsonl")] == [0, 1]
+    assert [m["step"] for m in history] == [1, 2]
+    assert [m["step"] for m in read_metrics(f"{out}/metrics.jsonl")] == [1, 2]
     assert all(m["reward_fn/chars"] > 0 for m in read_metrics(f"{out}/metrics.jsonl"))  # reward.fn's components
     with open(f"{out}/reward.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -83,7 +83,7 @@ def test_train_then_resume(cfg):
 
     more = replace(cfg, trainer=replace(cfg.trainer, steps=3))
     resumed = train(more, log=lambda _: None, resume=True)
-    assert [m["step"] for m in resumed] == [0, 1, 2]
+    assert [m["step"] for m in resumed] == [1, 2, 3]
     assert resumed[:2] == history
 
 
