@@ -51,6 +51,27 @@ def copy_processor_files(src: str | os.PathLike, dst: str | os.PathLike) -> list
     return copied
 
 
+def write_frame_policy(folder: str | os.PathLike, video) -> None:
+    """Make the saved video processor sample and size clips as training did (a VideoConfig's fps, min / max frames
+    and max pixels), so plain transformers inference sees the frames the policy was trained on."""
+    from engine.video.policy import FramePolicy
+
+    file = Path(folder) / "video_preprocessor_config.json"
+    if not file.is_file():
+        return
+    config = json.loads(file.read_text())
+    min_pixels = FramePolicy().min_pixels
+    config.update(do_sample_frames=True, fps=video.fps, min_frames=video.min_frames, max_frames=video.max_frames)
+    if config.get("video_processor_type") == "Qwen3VLVideoProcessor":
+        # Qwen3-VL's processor budgets the whole clip (frames x height x width), vthink each frame.
+        config["size"] = {"shortest_edge": min_pixels * video.min_frames,
+                          "longest_edge": video.max_pixels * video.max_frames}
+    else:
+        config.update(min_pixels=min_pixels, max_pixels=video.max_pixels,
+                      size={"shortest_edge": min_pixels, "longest_edge": video.max_pixels})
+    file.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def step_dir(root: str | os.PathLike, step: int) -> Path:
     return Path(root) / f"{PREFIX}{step:08d}"
 
@@ -166,6 +187,7 @@ def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
         config["dtype"] = learner.cfg.model.dtype  # what the weights hold, not the fp32 of the master copy
         (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         copy_processor_files(_source_dir(learner), path)
+        write_frame_policy(path, learner.cfg.video)
     del full
     dist.barrier()
     return path

@@ -46,6 +46,32 @@ def test_sft_trains_on_the_rows_traces_and_saves_a_complete_folder(r1_file, tmp_
     assert model.dtype == torch.bfloat16
     assert AutoImageProcessor.from_pretrained(out).merge_size == 2
     assert len(AutoTokenizer.from_pretrained(out)) == model.config.text_config.vocab_size
+    # The video processor samples and sizes clips as training did. Its class needs torchvision, which has no working
+    # CPU build here, so the keys are checked against the ones its source declares instead of by loading it.
+    video = json.loads((out / "video_preprocessor_config.json").read_text())
+    v = cfg.video
+    assert (video["fps"], video["min_frames"], video["max_frames"], video["max_pixels"]) == (
+        v.fps, v.min_frames, v.max_frames, v.max_pixels)
+    assert video["do_sample_frames"] is True and video["size"]["longest_edge"] == v.max_pixels
+    assert {"fps", "min_frames", "max_frames", "max_pixels", "min_pixels", "do_sample_frames", "size"} <= (
+        _declared_video_kwargs())
+
+
+def _declared_video_kwargs() -> set[str]:
+    """The keyword arguments transformers' Qwen2VLVideoProcessor declares (its InitKwargs and VideosKwargs)."""
+    import ast
+    from pathlib import Path
+
+    import transformers
+
+    root = Path(transformers.__file__).parent
+    names = set()
+    for file, cls in ((root / "models/qwen2_vl/video_processing_qwen2_vl.py", "Qwen2VLVideoProcessorInitKwargs"),
+                      (root / "processing_utils.py", "VideosKwargs")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name == cls:
+                names |= {a.target.id for a in node.body if isinstance(a, ast.AnnAssign)}
+    return names
 
 
 def test_sft_target_is_the_trace_then_the_answer(r1_file):
