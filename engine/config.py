@@ -29,7 +29,9 @@ TOOL_NAMES: tuple[str, ...] = typing.get_args(ToolName)
 class ModelConfig:
     """The policy: a local Hugging Face folder, or the embedded tiny model."""
 
-    path: str | None = None  # a local Hugging Face directory; None = the embedded tiny model
+    # a local Hugging Face directory (or a vthink run folder: its newest policy); None or "tiny" = the embedded tiny
+    # model; "tiny-reader" = that model after a text-only warm-up reading multiple-choice options (built once, cached)
+    path: str | None = None
     # compute dtype of the rollout and the learner (master weights stay fp32) and of saved checkpoints
     dtype: Dtype = "float32"
     seed: int = 0  # init seed of the embedded tiny model

@@ -14,6 +14,7 @@ from engine.video.spec import ARCHS
 log = logging.getLogger(__name__)
 
 TINY_NAMES = (None, "tiny")
+READER = "tiny-reader"  # the tiny model after a text-only warm-up reading multiple-choice options
 STAMP = "vthink_tiny.json"
 # Bump when anything that changes the saved tiny model changes (corpus, config, template), so caches of
 # older builds are rebuilt instead of silently reused.
@@ -80,7 +81,12 @@ def ensure_tiny(seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
 
 def model_dir(path: str | None, seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
     """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model of `arch` (built
-    once). A real checkpoint's architecture is its config's; `arch` does not apply to it."""
+    once), "tiny-reader" that model after its reading warm-up (built once; engine/recipes/reader.py). A real
+    checkpoint's architecture is its config's; `arch` does not apply to it."""
+    if path == READER:
+        from engine.recipes.reader import ensure_reader  # a training recipe, imported only when named
+
+        return ensure_reader(seed, arch)
     return ensure_tiny(seed, arch) if path in TINY_NAMES else _resolve(path)
 
 

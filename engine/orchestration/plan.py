@@ -157,9 +157,12 @@ def model_dims(model) -> tuple[Dims, str]:
     from engine.model.loading import policy_dir
     from engine.orchestration.placement import parameter_count
 
-    path = Path(model.path).expanduser() if model.path not in (None, "tiny") else None
+    from engine.model.loading import READER, TINY_NAMES, ensure_tiny
+
+    path = Path(model.path).expanduser() if model.path not in (*TINY_NAMES, READER) else None
     if path is None or (path / "config.json").is_file():
-        local = policy_dir(model)
+        # the reader has the tiny model's sizes: planning does not build it
+        local = ensure_tiny(model.seed, model.arch) if model.path == READER else policy_dir(model)
         config = json.loads((local / "config.json").read_text())
         params = parameter_count(local) if any(local.glob("*.safetensors")) else None
         d = Dims.of(config)

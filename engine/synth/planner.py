@@ -54,6 +54,18 @@ class ScriptedPlanner:
                 f"<think>The flash is {colour}, option {letter}.</think> <answer>{letter}</answer>")
 
 
+def scan_options(listed: list[tuple[str, str]], colour: str) -> str:
+    """The options in order, each marked no until the one the caption names (yes), then stop: the answer is the
+    last letter written. A small model learns this lookup (held-out 1.00 after 800 steps in a text-only probe) but
+    not naming a shuffled option's letter outright ("option B": 0.3, chance 0.25, after 1000 steps)."""
+    out = []
+    for letter, option in listed:
+        out.append(f"{letter}. {option} {'yes' if option == colour else 'no'}.")
+        if option == colour:
+            break
+    return " ".join(out)
+
+
 def _next_second(mmss: str) -> str:
     mm, ss = (int(x) for x in mmss.split(":"))
     t = mm * 60 + ss + 1
@@ -104,7 +116,8 @@ class RetrieveZoomPlanner:
         return format_tool_call(ToolCall("caption_zoom", args))
 
     def _answer(self, question: str, seen: list[tuple[str, str]], rng: random.Random | None = None) -> str:
-        options = {c: letter for letter, c in _OPTION.findall(question)}
+        listed = _OPTION.findall(question)
+        options = {c: letter for letter, c in listed}
         if seen:
             colour, span = seen[0][1], f"{seen[0][0]}-{_next_second(seen[-1][0])}"
         else:
@@ -114,4 +127,4 @@ class RetrieveZoomPlanner:
                     f"<think>The box shows over {span}.</think> <answer>{span}</answer>")
         letter = options.get(colour, "A")
         return (f"<time>{span}</time> <caption>a {colour} box</caption> "
-                f"<think>The box is {colour}, option {letter}.</think> <answer>{letter}</answer>")
+                f"<think>{scan_options(listed, colour)}</think> <answer>{letter}</answer>")

@@ -100,7 +100,9 @@ def linear_grpo_loss_with_backend(hidden, weight, targets, old_logp, ref_logp, a
         float(entropy_coef), int(max_len or 0), backend, current)
     stats = dict(zip(grpo_op.STAT_NAMES, out[1:].detach().unbind()))
     ent = ent.detach().view(mask.shape) if with_entropy else None
-    return out[0], stats, logp.detach().view(mask.shape), ent
+    # The loss as a tensor of its own, not a view of `out`: FSDP2 hooks a wrapped module's outputs for backward and
+    # warns, on every step, about views (an in-place op on one would skip its hook).
+    return out[0].clone(), stats, logp.detach().view(mask.shape), ent
 
 
 def linear_grpo_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,

@@ -9,8 +9,9 @@ EVAL_KEYS = {"questions", "accuracy", "chance", "format", "tool_calls_per_sample
 
 def test_demo_writes_demo_json_with_every_stage_and_ablation(tmp_path):
     out = tmp_path / "run"
-    rc = main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}", "data.num_videos=16",
-               "data.eval_fraction=0.5", "data.min_duration_s=20", "data.duration_s=30", "sft.steps=3",
+    # model.path=tiny: the reading warm-up (5 minutes, tests/recipes/test_reader.py) is left out at this size
+    rc = main(["demo", "configs/tiny_agent_cpu.yaml", f"trainer.output_dir={out}", "model.path=tiny",
+               "data.num_videos=16", "data.eval_fraction=0.5", "data.min_duration_s=20", "data.duration_s=30", "sft.steps=3",
                "sft.batch_size=2", "trainer.steps=1", "trainer.prompts_per_step=2", "rollout.group_size=2",
                "rollout.max_new_tokens=24"])
     assert rc == 0
@@ -44,7 +45,8 @@ def test_demo_controls_are_trained_the_same_way(tmp_path):
     """--controls: sft_long (SFT twice as long), trained_blank and trained_no_tools (synthesis, SFT and GRPO with
     one thing changed), each a full eval dict, each run in its own folder with its own policy."""
     out = tmp_path / "run"
-    rc = main(["demo", "configs/tiny_agent_cpu.yaml", "--controls", f"trainer.output_dir={out}", "data.num_videos=16",
+    rc = main(["demo", "configs/tiny_agent_cpu.yaml", "--controls", f"trainer.output_dir={out}", "model.path=tiny",
+               "data.num_videos=16",
                "data.eval_fraction=0.5", "data.min_duration_s=20", "data.duration_s=30", "sft.steps=2",
                "sft.batch_size=2", "trainer.steps=1", "trainer.prompts_per_step=2", "rollout.group_size=2",
                "rollout.max_new_tokens=16"])

@@ -1,0 +1,59 @@
+"""The tiny model's reading warm-up (model.path: tiny-reader): its examples, its cache, its dispatch."""
+import json
+import random
+
+import pytest
+import torch
+
+from engine.model.loading import READER, ensure_tiny, model_dir
+from engine.recipes import reader
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VTHINK_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_examples_give_the_colour_and_teach_only_the_lookup():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ensure_tiny(0))
+    rng = random.Random(0)
+    letters = []
+    for _ in range(40):
+        prompt, target, letter = reader.example(rng, tok)
+        options = [line[3:] for line in prompt.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        colour = prompt.rsplit("<caption>a ", 1)[1].split(" box")[0]
+        assert sorted(options) == sorted(reader.COLOURS) and options["ABCD".index(letter)] == colour
+        assert target.endswith(f"<answer>{letter}</answer><|im_end|>") and "<caption>" not in target
+        assert target.count(" yes.") == 1 and target.count(" no.") == "ABCD".index(letter)
+        letters.append(letter)
+    assert set(letters) == set("ABCD")  # shuffled: every letter answers some question
+
+
+def test_reader_is_built_once_and_changes_the_weights(cache):
+    logs = []
+    path = reader.ensure_reader(0, steps=20, log=logs.append)
+    stamp = json.loads((path / reader.STAMP).read_text())
+    assert stamp["steps"] == 20 and 0.0 <= stamp["heldout_accuracy"] <= 1.0
+    assert any("reader warm-up 20/20" in line for line in logs)
+    from safetensors.torch import load_file
+
+    warm, base = load_file(path / "model.safetensors"), load_file(ensure_tiny(0) / "model.safetensors")
+    assert any(not torch.equal(warm[k], base[k]) for k in base)
+    assert (path / "tokenizer.json").is_file() and (path / "video_preprocessor_config.json").is_file()
+    again = []
+    assert reader.ensure_reader(0, steps=20, log=again.append) == path and again == []  # cached
+
+
+def test_model_path_tiny_reader_resolves_to_the_built_reader(cache, monkeypatch):
+    calls, build = [], reader.ensure_reader
+
+    def short(seed, arch):
+        calls.append((seed, arch))
+        return build(seed, arch, steps=5, log=lambda _: None)
+
+    monkeypatch.setattr(reader, "ensure_reader", short)
+    path = model_dir(READER, 0, "qwen2_5_vl")
+    assert calls == [(0, "qwen2_5_vl")] and (path / reader.STAMP).is_file()
