@@ -186,7 +186,11 @@ class RolloutWorker:
         # The bucket buffers are reused: keep copies until the whole sync is in, in host memory, so the GPU never
         # holds a second copy of the weights beside the engine's (15.5 GB for a 7B policy in bf16).
         staged: list = []
-        version = self.receiver.receive(lambda named, _: staged.extend((n, t.to("cpu", copy=True)) for n, t in named))
+
+        def stage(named, _version) -> None:
+            staged.extend((n, t.to("cpu", copy=True)) for n, t in named)
+
+        version = self.receiver.receive(stage)
         backend.load_weights(staged, version)
         return version
 

@@ -165,9 +165,9 @@ class Cluster:
             # Rank 0 may be waiting for the dead receiver inside the collective (NCCL would until its timeout,
             # then its watchdog kills the learner): abort its side, so the send returns now, and let it fail.
             if not ray.get(self.learners[0].abort_sync.options(concurrency_group="control").remote()):
-                self.log("a rollout worker died during a weight sync; its group cannot be aborted, so learner "
-                         f"rank 0 returns from the broadcast at the sync timeout (ray.sync_timeout_s="
-                         f"{self.cfg.ray.sync_timeout_s})")
+                self.log("a rollout worker died during a weight sync and its group cannot be aborted: learner "
+                         "rank 0's broadcast ends when the group notices the dead peer, at the latest after "
+                         f"ray.sync_timeout_s={self.cfg.ray.sync_timeout_s}")
             ray.wait(sends, num_returns=len(sends))
             raise
         shared = ray.get(sends)[0]

@@ -34,6 +34,7 @@ RUNTIME_GPU = 1.0 * GiB  # CUDA context, NCCL communicators and the caching allo
 RUNTIME_CPU = 0.5 * GiB  # an imported torch + transformers process (0.40 GiB measured before any model is built)
 RUNTIME_DRIVER = 1.0 * GiB  # the driver: torch, transformers, Ray's client and the data records
 FOREACH_TEMPS = 4  # bytes per parameter of foreach AdamW's temporaries (sqrt of the second moment)
+HOST_PER_GPU_ACTOR = 2.0 * GiB  # host memory of a GPU actor's process: torch, transformers, Ray, pinned buffers
 
 # Published architectures (their config.json, the fields the plan reads), for a model.path that is not on this
 # machine: `vthink plan` sizes a cluster before the weights are downloaded.
@@ -440,8 +441,8 @@ def _verdict(cfg, roles: dict[str, Role], mach: Machines, gpu: bool, colocated: 
                                  f"({ro.components['vllm_weights']:.1f} GiB), let alone a KV cache"))
         per_node = math.ceil((learners + workers) / max(1, mach.nodes))
         per_learner = math.ceil(learners / max(1, mach.nodes)) * sum(lr.host.values())
-        host = dr.peak_gib + per_learner + per_node * 2.0 + math.ceil(workers / max(1, mach.nodes)) * sum(
-            ro.host.values())  # 2 GiB of host memory per GPU actor, plus what each role keeps there
+        host = (dr.peak_gib + per_learner + per_node * HOST_PER_GPU_ACTOR / GiB
+                + math.ceil(workers / max(1, mach.nodes)) * sum(ro.host.values()))
         if host > mach.cpu_memory_gib:
             problems.append(("cluster.cpu_memory_gib", f"host memory: {host:.1f} GiB on the busiest node, "
                                                        f"{mach.cpu_memory_gib:.1f} available"))
