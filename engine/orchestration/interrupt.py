@@ -50,7 +50,8 @@ def stop_on_interrupt(log=print):
         signal.signal(signal.SIGINT, previous)
 
 
-def resume_command() -> str:
-    """The command line that continues this run: the one that started it, with --resume."""
-    args = [a for a in sys.argv[1:] if a != "--resume"]
-    return " ".join(["vthink", *args, "--resume"])
+def resume_command(run_config: str) -> str:
+    """The command that continues a run from its checkpoint: its own resolved config (the run folder's
+    config.json, which any command that trains writes), so it holds for `vthink train` and a demo's GRPO stage
+    alike."""
+    return f"vthink train {run_config} --resume"

@@ -297,7 +297,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         except Interrupted as e:
             e.checkpoint = trainer.checkpoint()
             metrics_log.close()
-            log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: {resume_command()}")
+            log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: "
+                f"{resume_command(str(out / 'config.json'))}")
             raise
         if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn from
             metrics_log.close()

@@ -38,8 +38,10 @@ def test_ctrl_c_checkpoints_the_finished_step_and_resume_continues(tmp_path):
     step = int(stopped[0].split()[3].rstrip(";"))
     assert step >= 2  # the step under way when Ctrl-C came was finished, not thrown away
     assert (run / "checkpoints" / f"step-{step:08d}" / "config.json").is_file()
-    # --resume picks up from there
-    resumed = subprocess.run(common + [f"trainer.steps={step + 1}", "--resume"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)
+    # the command it printed picks up from there (the run's own config.json, one more step)
+    config = stopped[0].split("continue with: vthink train ")[1].split()[0]
+    assert config == str(run / "config.json")
+    resumed = subprocess.run([sys.executable, "-m", "engine.cli", "train", config, f"trainer.steps={step + 1}",
+                              "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step}" in resumed.stdout and f"step {step + 1}/{step + 1}" in resumed.stdout
