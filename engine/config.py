@@ -390,9 +390,14 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 pass
     elif origin is list:
+        (item,) = typing.get_args(tp)
         if isinstance(value, list):
-            (item,) = typing.get_args(tp)
             return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+        if value is not None and not isinstance(value, dict):  # one value: `data.train_files=x.jsonl` means [x.jsonl]
+            try:
+                return [_coerce(key, value, item)]
+            except ConfigError:
+                pass
     elif origin is Literal:
         if value in typing.get_args(tp):
             return value

@@ -36,10 +36,14 @@ def test_override_to_null():
     assert load_config(TINY, ["model.path=null"]).model.path is None
 
 
-def test_tool_lists_are_flow_lists_of_known_tools():
+def test_lists_are_flow_lists_or_one_value_of_known_items():
     assert load_config(TINY, ["rollout.tools=[frame_zoom, clip_retrieval]"]).rollout.tools == ["frame_zoom",
                                                                                                "clip_retrieval"]
-    for value, words in (("[teleport]", "rollout.tools[0]"), ("frame_zoom", "a list of"),
+    # one value where a list goes is a list of one, as `data.train_files=rows.jsonl` is written
+    assert load_config(TINY, ["rollout.tools=frame_zoom"]).rollout.tools == ["frame_zoom"]
+    assert load_config(TINY, ["data.train_files=rows.jsonl", "data.val_files=[a.json, b.json]"]).data.train_files == [
+        "rows.jsonl"]
+    for value, words in (("[teleport]", "rollout.tools[0]"), ("teleport", "a list of"), ("{a: 1}", "a list of"),
                          ("[frame_zoom,frame_zoom]", "twice")):
         with pytest.raises(ConfigError) as err:
             load_config(TINY, [f"rollout.tools={value}"])

@@ -86,9 +86,11 @@ SCRIPT = r"""
     c.dataset.step = t.step; c.dataset.kind = t.kind; c.dataset.split = t.split;
     c.dataset.reward = t.reward.total;
     c.dataset.tools = t.turns.some((u) => u.tool_call) ? 'yes' : 'no';
-    c.appendChild(el('h3', null, `${t.split} step ${t.step} · ${t.row_id} · sample ${t.sample} · ${t.kind} · ` +
-                                 `reward ${Number(t.reward.total).toFixed(3)} · answer ${t.answer}`));
-    c.appendChild(el('div', 'question', t.question + (t.options.length ? '  [' + t.options.join(' | ') + ']' : '')));
+    c.appendChild(el('h3', null, `${t.split} step ${t.step} · row ${t.row_id} · sample ${t.sample} · ${t.kind} · ` +
+                                 `reward ${Number(t.reward.total).toFixed(3)} · correct answer ${t.answer}`));
+    // Options with the letters the question showed the model, so "correct answer B" can be read off.
+    const options = t.options.map((o, i) => String.fromCharCode(65 + i) + '. ' + o);
+    c.appendChild(el('div', 'question', t.question + (options.length ? '  [' + options.join(' | ') + ']' : '')));
     c.appendChild(strip(t.frames));
     for (const u of t.turns) {
       const turn = el('div', 'turn ' + u.role);

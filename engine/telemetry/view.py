@@ -57,16 +57,17 @@ def render_run(run_dir: str | Path) -> Path:
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vthink run {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} pre{{background:#f6f6f6;padding:1em}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}
+.scroll{{overflow-x:auto;max-width:100%}} img{{max-width:100%}}
 {CSS}</style></head>
 <body><h1>vthink run: {html.escape(str(run))}</h1>
 <img alt="reward per step" src="data:image/png;base64,{png}">
 <h2>Summary</h2><pre>{html.escape(summary_table(history))}</pre>
 {data_html}
 {traces_html}
-<h2>Per step</h2><table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>
+<h2>Per step</h2><div class="scroll"><table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>
 {rows}
-</table>
+</table></div>
 {config_html}
 </body></html>
 """

@@ -11,6 +11,7 @@ from engine.cli import main
 from engine.reward import score_sample
 from engine.telemetry.metrics import MetricsLog
 from engine.telemetry.traces import TraceWriter
+from engine.telemetry.view import COLUMNS
 from tests.telemetry.browser import Browser, find_chromium
 from tests.telemetry.test_traces import ANSWER, agent_setup, scripted_group
 
@@ -45,9 +46,10 @@ def run(tmp_path_factory):
         all_lines += lines
     eval_lines = [dict(line, split="eval", step=2) for line in all_lines[:2]]
     writer.write("eval-2", eval_lines)
-    log = MetricsLog(out, 2, tensorboard=False)
+    log = MetricsLog(out, 3, tensorboard=False)
     log.write({"step": 0, "reward_mean": 0.0, "accuracy": 0.5, "format": 0.5, "loss": 0.1})
     log.write({"step": 1, "reward_mean": 0.5, "accuracy": 0.5, "format": 0.5, "loss": 0.1, "eval_accuracy": 0.5})
+    log.write({c: 123456.789 for c in COLUMNS} | {"step": 2})  # every column, wide values: the table is wide
     (out / "data.json").write_text(json.dumps({"train_rows": 3, "eval_rows": 1, "bad_rows": 1,
                                                "bad_by_reason": {"video not found": 1}, "failed_prompts": 0}))
     assert main(["view", str(out)]) == 0
@@ -107,3 +109,24 @@ def test_report_renders_traces_frames_and_filters_in_chromium(browser, run, tmp_
     shot = Path(os.environ.get("VTHINK_SCREENSHOT_DIR", tmp_path)) / "report.png"
     b.screenshot(shot)
     assert shot.stat().st_size > 10_000
+
+
+def test_report_cards_label_what_they_show_and_a_narrow_window_never_scrolls_sideways(browser, run):
+    out, lines = run
+    b = browser
+    b.call("Emulation.setDeviceMetricsOverride", width=700, height=1000, deviceScaleFactor=1, mobile=False)
+    try:
+        b.open((out / "report.html").as_uri(), ready="document.body.dataset.traceViewer === 'ready'")
+        # The page fits the window; the wide per-step table scrolls inside its own box.
+        assert b.eval("document.documentElement.scrollWidth <= window.innerWidth")
+        assert b.eval("(() => { const box = document.querySelector('.scroll');"
+                      " return box.scrollWidth > box.clientWidth && box.querySelectorAll('tr').length === 4; })()")
+        mcq = next(t for t in lines if t["kind"] == "mcq")
+        card = f"[...document.querySelectorAll('.trace')].find(c => c.dataset.kind === 'mcq')"
+        head = b.eval(f"{card}.querySelector('h3').textContent")
+        assert f"row {mcq['row_id']}" in head and f"correct answer {mcq['answer']}" in head
+        question = b.eval(f"{card}.querySelector('.question').textContent")
+        assert " | ".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(mcq["options"])) in question
+        assert b.errors == []
+    finally:
+        b.call("Emulation.clearDeviceMetricsOverride")
