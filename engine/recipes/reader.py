@@ -2,17 +2,24 @@
 
 The embedded model starts from random weights: it knows no language, so it cannot read a multiple-choice question's
 options, and with options shuffled per row it never learns to from the demo's few hundred trajectories (it names the
-box's colour but not its letter; measured in ../shared/notes and the #25 notes). A real VLM comes with that skill.
-This gives the tiny model the skill, from text alone, before it ever sees a video:
+box's colour but not its letter; measured in ../shared/notes and the #25 notes). Nor does SFT on 120 video
+trajectories teach it to pass a retrieved span on to the next call (it writes inverted windows, then junk). A real
+VLM comes with both skills. This gives the tiny model them, from text alone, before it ever sees a video; batches
+alternate between the two kinds:
 
-    user:      What color is the box that appears briefly?  A. blue  B. yellow  C. red  D. green  ...
-    assistant: <time>01:02-01:04</time> <caption>a red box</caption>    (given: not learned here)
-               <think>A. blue no. B. yellow no. C. red yes.</think> <answer>C</answer>    (learned)
+  reading   user:      What color is the box that appears briefly?  A. blue  B. yellow  C. red  D. green  ...
+            assistant: <time>01:02-01:04</time> <caption>a red box</caption>    (given: not learned here)
+                       <think>A. blue no. B. yellow no. C. red yes.</think> <answer>C</answer>    (learned)
+
+  calling   system:    the agent prompt (without the tool schemas); user: either glimpse question
+            assistant: <tool_call>clip_retrieval("colored box", 3)</tool_call>    (learned)
+            tool:      clip_retrieval's own output for 1-3 random 2-s clips    (given)
+            assistant: <tool_call>frame_zoom(the first clip's span, 8 frames)</tool_call>    (learned: the copy)
 
 The caption, which names the colour, is part of the prompt here and never a target: *which* colour the box is has
-to come from the frames later (trained_blank, which sees blank frames, stays at chance). Fresh random examples
-every step; 1000 steps of 16 take about 5 minutes on 2 cores and reach 1.00 on held-out examples. The result is
-cached beside the tiny model, keyed by seed, architecture and READER_VERSION.
+to come from the frames later (trained_blank, which sees blank frames, stays at chance); *where* the box is comes
+from retrieval over the coarse captions. Fresh random examples every step; the result is cached beside the tiny
+model, keyed by seed, architecture and READER_VERSION.
 """
 from __future__ import annotations
 
@@ -24,15 +31,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.data.glimpse import COLOURS, QUESTION
+from engine.data.glimpse import COLOURS, QUERY, QUESTION, WHEN
 from engine.data.schema import QARow
 from engine.model.loading import cache_root, ensure_tiny
 from engine.rollout.prompt import AGENT_PROMPT, SYSTEM_PROMPT, question_text
 from engine.synth.planner import scan_options
+from engine.tools import ToolCall, ToolContext, ToolRegistry, default_registry, format_tool_call
+from engine.tools.render import TURN_CLOSE, TURN_OPEN, safe_text
+from engine.tools.retrieval import ClipHit
+from engine.tools.timefmt import format_time
 
-READER_STEPS = 1000
-READER_VERSION = 1  # bump when the examples or the recipe change, so cached readers are rebuilt
+READER_STEPS = 1600
+READER_VERSION = 2  # bump when the examples or the recipe change, so cached readers are rebuilt
 BATCH, LR = 16, 1e-3
+ZOOM_FRAMES = 8  # the demo's rollout.max_zoom_frames, which frame_zoom's schema states
 STAMP = "vthink_reader.json"
 
 
@@ -53,27 +65,89 @@ def example(rng: random.Random, tokenizer) -> tuple[str, str, str]:
     return prompt + given, target, letter
 
 
-def warm_up(model, tokenizer, steps: int, seed: int, log=print) -> float:
-    """Train `model` on `steps` batches of fresh examples; returns greedy accuracy on 64 held-out ones."""
+class _GivenClips:
+    """A clip index that ranks the clips it was given, so the example's tool output is clip_retrieval's own text."""
+
+    def __init__(self, hits: list[ClipHit]):
+        self.hits = hits
+
+    def rank(self, video: str, query: str, topk: int) -> list[ClipHit]:
+        return self.hits[:topk]
+
+
+def calling_example(rng: random.Random, tokenizer, registry) -> tuple[list[tuple[str, bool]], str]:
+    """([(text, is_target)] of one retrieve-then-zoom exchange, the zoom call's expected span JSON). The hits are
+    1-3 two-second clips around a random time, in the order and with the scores the caption index gives them."""
+    row = rng.choice([QARow("reader", "reader", Path("reader.mp4"), "mcq", QUESTION, list(COLOURS), "A", None, "train"),
+                      QARow("reader", "reader", Path("reader.mp4"), "grounding", WHEN, None, "00:00-00:02", None,
+                            "train")])
+    messages = [{"role": "system", "content": AGENT_PROMPT},
+                {"role": "user", "content": [{"type": "text", "text": question_text(row)}]}]
+    # Without the tool schemas the chat template adds to the system turn in a rollout: they would make the example
+    # 4x longer (about 1000 tokens, 1.4 s a step on 2 cores), and the copy reads only the tool output above it.
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    best = 2 * rng.randrange(1, 59)
+    near = [t for t in (best - 2, best + 2) if rng.random() < 0.6]
+    rng.shuffle(near)
+    hits = [ClipHit(best, best + 2, 5.49)] + [ClipHit(t, t + 2, rng.choice([5.49, 4.16])) for t in near]
+    retrieve = ToolCall("clip_retrieval", {"query": QUERY, "topk": 3})
+    ctx = ToolContext("reader.mp4", None, None, 120.0, _GivenClips(hits))
+    shown = registry.execute(retrieve, ctx).text
+    span = {"start": format_time(best), "end": format_time(best + 2)}
+    zoom = format_tool_call(ToolCall("frame_zoom", {**span, "num_frames": ZOOM_FRAMES}))
+    return ([(prompt, False), (format_tool_call(retrieve), True), (TURN_OPEN + safe_text(shown) + TURN_CLOSE, False),
+             (zoom, True)], json.dumps(span))
+
+
+def demo_tools():
+    """The demo agent's tools, in its config's order (rollout.tools: [clip_retrieval, frame_zoom])."""
+    offered = default_registry(max_zoom_frames=ZOOM_FRAMES)
+    return ToolRegistry([offered.get("clip_retrieval"), offered.get("frame_zoom")])
+
+
+def _batch(rng: random.Random, tokenizer, registry, calling: bool):
+    """Token ids, labels (-100 off target) and attention mask of BATCH fresh examples of one kind (one kind a
+    batch pads less)."""
+    import torch
+
+    rows = []
+    for _ in range(BATCH):
+        if not calling:
+            prompt, target, _ = example(rng, tokenizer)
+            segments = [(prompt, False), (target, True)]
+        else:
+            segments = calling_example(rng, tokenizer, registry)[0]
+        ids, labels = [], []
+        for text, learned in segments:
+            part = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += part
+            labels += part if learned else [-100] * len(part)
+        rows.append((ids, labels))
+    n = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    out_ids = torch.full((BATCH, n), pad)
+    out_labels = torch.full((BATCH, n), -100)
+    mask = torch.zeros(BATCH, n, dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        out_ids[i, :len(ids)] = torch.tensor(ids)
+        out_labels[i, :len(ids)] = torch.tensor(labels)
+        mask[i, :len(ids)] = 1
+    return out_ids, out_labels, mask
+
+
+def warm_up(model, tokenizer, steps: int, seed: int, log=print) -> dict[str, float]:
+    """Train `model` on `steps` batches of fresh examples; returns greedy accuracy on 64 held-out ones of each
+    kind: {"reading": right letter, "calling": the zoom repeats the first retrieved span}."""
     import torch
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    registry = demo_tools()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
-    pad = tokenizer.pad_token_id
     t0 = time.perf_counter()
     model.train()
     for step in range(steps):
-        pairs = [[tokenizer(t, add_special_tokens=False)["input_ids"] for t in example(rng, tokenizer)[:2]]
-                 for _ in range(BATCH)]
-        n = max(len(p) + len(t) for p, t in pairs)
-        ids = torch.full((BATCH, n), pad)
-        labels = torch.full((BATCH, n), -100)
-        mask = torch.zeros(BATCH, n, dtype=torch.long)
-        for i, (p, t) in enumerate(pairs):
-            ids[i, :len(p) + len(t)] = torch.tensor(p + t)
-            labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
-            mask[i, :len(p) + len(t)] = 1
+        ids, labels, mask = _batch(rng, tokenizer, registry, calling=step % 2 == 1)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -83,14 +157,20 @@ def warm_up(model, tokenizer, steps: int, seed: int, log=print) -> float:
             log(f"reader warm-up {step + 1}/{steps} | loss {loss.item():.4f} | {time.perf_counter() - t0:.0f} s")
     model.eval()
     held = random.Random(seed + 10_000)
-    right = 0
+
+    def greedy(prompt: str, tokens: int) -> str:
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        out = model.generate(ids, max_new_tokens=tokens, do_sample=False)
+        return tokenizer.decode(out[0, ids.shape[1]:])
+
+    reading = calling = 0
     with torch.no_grad():
         for _ in range(64):
             prompt, _, letter = example(held, tokenizer)
-            ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
-            out = model.generate(ids, max_new_tokens=40, do_sample=False)
-            right += f"<answer>{letter}</answer>" in tokenizer.decode(out[0, ids.shape[1]:])
-    return right / 64
+            reading += f"<answer>{letter}</answer>" in greedy(prompt, 40)
+            segments, span = calling_example(held, tokenizer, registry)
+            calling += span[:-1] in greedy("".join(text for text, _ in segments[:3]), 60)
+    return {"reading": reading / 64, "calling": calling / 64}
 
 
 def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_STEPS, log=print) -> Path:
@@ -131,5 +211,5 @@ def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_S
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        log(f"{final.name}: held-out option reading {accuracy:.2f}")
+        log(f"{final.name}: held-out option reading {accuracy['reading']:.2f}, span copy {accuracy['calling']:.2f}")
     return final

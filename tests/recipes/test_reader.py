@@ -32,11 +32,38 @@ def test_examples_give_the_colour_and_teach_only_the_lookup():
     assert set(letters) == set("ABCD")  # shuffled: every letter answers some question
 
 
+def test_calling_examples_copy_the_first_retrieved_span_as_the_rollout_renders_it():
+    from transformers import AutoTokenizer
+
+    from engine.synth.planner import _HIT
+    from engine.tools import parse_tool_call
+    from engine.tools.render import TURN_CLOSE, TURN_OPEN
+
+    tok = AutoTokenizer.from_pretrained(ensure_tiny(0))
+    rng, registry = random.Random(1), reader.demo_tools()
+    counts, starts = set(), set()
+    for _ in range(40):
+        segments, span = reader.calling_example(rng, tok, registry)
+        (prompt, p), (retrieve, r), (shown, s), (zoom, z) = segments
+        assert (p, r, s, z) == (False, True, False, True)  # only the two calls are learned
+        assert "<|im_start|>assistant\n" in prompt and "<video>" not in prompt and "<|video_pad|>" not in prompt
+        assert parse_tool_call(retrieve).name == "clip_retrieval"
+        assert shown.startswith(TURN_OPEN + "clip_retrieval: ") and shown.endswith(TURN_CLOSE)
+        hits = _HIT.findall(shown)  # the lines the synthesis planner reads, so the same format as a rollout's
+        assert 1 <= len(hits) <= 3 and hits[0] == span
+        call = parse_tool_call(zoom)
+        assert call.name == "frame_zoom" and call.arguments == {**json.loads(span), "num_frames": reader.ZOOM_FRAMES}
+        counts.add(len(hits))
+        starts.add(json.loads(span)["start"])
+    assert counts == {1, 2, 3} and len(starts) > 20  # varied: a fixed span would be memorised, not copied
+
+
 def test_reader_is_built_once_and_changes_the_weights(cache):
     logs = []
     path = reader.ensure_reader(0, steps=20, log=logs.append)
     stamp = json.loads((path / reader.STAMP).read_text())
-    assert stamp["steps"] == 20 and 0.0 <= stamp["heldout_accuracy"] <= 1.0
+    assert stamp["steps"] == 20 and set(stamp["heldout_accuracy"]) == {"reading", "calling"}
+    assert all(0.0 <= v <= 1.0 for v in stamp["heldout_accuracy"].values())
     assert any("reader warm-up 20/20" in line for line in logs)
     from safetensors.torch import load_file
 
