@@ -297,9 +297,12 @@ class TrainerConfig:
     # GRPO steps between held-out evaluations; 0 = only at the end
     eval_every: int = ruled(0, lambda v: v >= 0,
                             'an integer >= 0')
-    # GRPO steps between checkpoints; 0 = only at the end
+    # GRPO steps between checkpoints; 0 = only at the end (with max_restarts > 0: every steps // 10, printed)
     checkpoint_every: int = ruled(0, lambda v: v >= 0,
                                   'an integer >= 0')
+    # after an actor dies or a collective fails, restart every actor and resume from the newest checkpoint, at
+    # most this many times a run (engine/orchestration/supervisor.py); 0 = such a failure ends the run
+    max_restarts: int = ruled(3, lambda v: v >= 0, 'an integer >= 0')
     wandb_project: str | None = None  # also log metrics to this wandb project (when wandb is installed)
     # <output_dir>/rollouts/step-N.jsonl every trace_every steps (and eval-N.jsonl at each eval); 0 = never;
     # "auto" = every step for models under 100M parameters (the embedded tiny one), every 10 otherwise.

@@ -31,3 +31,7 @@ class WeightSyncError(VthinkError):
 
 class SynthError(VthinkError, RuntimeError):
     """Trajectory synthesis failed: a chat model endpoint could not be reached or gave an unusable answer."""
+
+
+class ClusterFailure(VthinkError):
+    """An actor died or a collective failed, and no restart was left (trainer.max_restarts)."""

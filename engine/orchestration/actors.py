@@ -70,6 +70,9 @@ class LearnerWorker:
     def rendezvous(self) -> tuple[str, int]:
         return rendezvous_address()
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def start(self, address: tuple[str, int]) -> None:
         """Join the learners' process group (NCCL on GPU, gloo on CPU), hosted at rank 0's `rendezvous`
         address, and build the sharded policy."""

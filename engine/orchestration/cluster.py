@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Callable
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while a call was in flight
 
@@ -23,6 +23,16 @@ from engine.orchestration.actors import LearnerWorker, RolloutWorker
 from engine.orchestration.ray_start import cluster_address, stop_ray, wait_for_ray
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
+
+def gather(refs: list) -> list:
+    """ray.get(refs), but the first failure is raised as soon as it happens: a dead learner rank's peers wait for it
+    inside their collective, and ray.get in order would wait for them first."""
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        ray.get(ready)
+    return ray.get(refs)
+
 
 def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
@@ -141,9 +151,9 @@ class Cluster:
                 try:
                     self._sync_once(newer_than)
                     break
-                except ACTOR_LOST:
-                    if attempt == 2:
-                        raise
+                except ACTOR_LOST as e:
+                    if attempt == 2 or self.role_of(e).startswith("learner"):
+                        raise  # a learner rank: only a restart of the whole cluster helps (orchestration/supervisor.py)
                     self.restarts += 1
                     self.log("a rollout worker died during a weight sync; waiting for its restart, rebuilding the "
                              "sync group and sending the weights again")
@@ -159,9 +169,24 @@ class Cluster:
         self._wait_idle()
         self.version = max(self.version, newer_than) + 1
         sends = [lw.send_weights.remote(self.version, self.colocated) for lw in self.learners]
+        receives = [w.receive_weights.remote() for w in self._remote_workers()]
         try:
-            ray.get([w.receive_weights.remote() for w in self._remote_workers()])
-        except ACTOR_LOST:
+            # Sends too: a learner failing mid-send would leave the receivers waiting in the broadcast.
+            gather(receives + sends)
+        except RayTaskError:
+            # Rank 0's broadcast failed; when it was a receiver dying, recover that worker as below.
+            ready, _ = ray.wait(receives, num_returns=len(receives), timeout=5.0)
+            for ref in ready:
+                try:
+                    ray.get(ref)
+                except ACTOR_LOST as lost:
+                    raise lost from None
+                except Exception:
+                    pass
+            raise
+        except ACTOR_LOST as e:
+            if self.role_of(e).startswith("learner"):
+                raise
             # Rank 0 may be waiting for the dead receiver inside the collective (NCCL would until its timeout,
             # then its watchdog kills the learner): abort its side, so the send returns now, and let it fail.
             if not ray.get(self.learners[0].abort_sync.options(concurrency_group="control").remote()):
@@ -170,7 +195,7 @@ class Cluster:
                          f"ray.sync_timeout_s={self.cfg.ray.sync_timeout_s}")
             ray.wait(sends, num_returns=len(sends))
             raise
-        shared = ray.get(sends)[0]
+        shared = gather(sends)[0]
         if self.colocated:  # worker 0 loads from rank 0's buffer, which is freed once it has
             ray.get(self.workers[0].load_shared.remote(shared))
             ray.get(self.learners[0].release_shared.remote())
@@ -238,27 +263,53 @@ class Cluster:
         """One GRPO step on all learner ranks (same samples, advantages set; each trains its shard); rank 0's
         metrics."""
         ref = ray.put(samples)  # serialised once, not once per learner
-        return ray.get([lw.update.remote(ref) for lw in self.learners])[0]
+        return gather([lw.update.remote(ref) for lw in self.learners])[0]
 
     def sft_update(self, samples: list) -> dict[str, float]:
         """One supervised step on all learner ranks (same samples; each trains its shard); rank 0's metrics."""
         ref = ray.put(samples)  # serialised once, not once per learner
-        return ray.get([lw.sft_update.remote(ref) for lw in self.learners])[0]
+        return gather([lw.sft_update.remote(ref) for lw in self.learners])[0]
 
     def export(self, path: str) -> None:
         """The learners' policy as a Hugging Face folder at `path` (model.dtype, tokenizer, processor files)."""
-        ray.get([lw.export.remote(path) for lw in self.learners])
+        gather([lw.export.remote(path) for lw in self.learners])
 
     def save_checkpoint(self, root: str, extra: dict) -> str:
-        return ray.get([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
+        return gather([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
 
     def load_checkpoint(self, path: str) -> dict:
-        return ray.get([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
+        return gather([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
 
     def weights_digests(self) -> tuple[str, list[str]]:
         """(learner digest, each rollout worker's digest): all equal right after a sync."""
         learner = ray.get([lw.weights_digest.remote() for lw in self.learners])[0]
         return learner, ray.get([w.weights_digest.remote() for w in self.workers])
+
+    def role_of(self, error: BaseException) -> str:
+        """Which actor a lost-actor error is about: "learner rank r", "rollout worker i", or "an actor"."""
+        actor_id = getattr(error, "actor_id", None)
+        for name, actor in self._named_actors():
+            if actor_id and actor._actor_id.hex() == actor_id:
+                return name
+        return "an actor"
+
+    def dead(self, timeout_s: float = 10.0) -> list[str]:
+        """The actors that no longer answer (after a failure: who died), by role."""
+        probes = {name: actor.pid.remote() for name, actor in self._named_actors()}
+        ray.wait(list(probes.values()), num_returns=len(probes), timeout=timeout_s)
+        out = []
+        for name, ref in probes.items():
+            try:
+                ray.get(ref, timeout=0)
+            except ACTOR_LOST:  # dead or restarting; a GetTimeoutError is a busy actor, alive
+                out.append(name)
+            except GetTimeoutError:
+                pass
+        return out
+
+    def _named_actors(self) -> list[tuple[str, object]]:
+        return ([(f"learner rank {r}", lw) for r, lw in enumerate(self.learners)]
+                + [(f"rollout worker {i}", w) for i, w in enumerate(self.workers)])
 
     def kill_worker(self, index: int) -> None:
         """Kill one rollout worker as a crash would (Ray restarts it); for fault tests and drills."""

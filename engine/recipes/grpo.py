@@ -27,7 +27,7 @@ from engine.algo.advantages import advantages_for
 from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config
 from engine.data.sources import Data, prepare
-from engine.errors import VthinkError
+from engine.errors import ClusterFailure, VthinkError
 from engine.learner.checkpoint import latest
 from engine.model import policy_dir, policy_spec
 from engine.orchestration.evaluation import evaluate_on
@@ -35,6 +35,7 @@ from engine.orchestration.interrupt import Interrupted, resume_command, stop_on_
 from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream
+from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
 from engine.recipes.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
@@ -58,6 +59,12 @@ def held_out_line(result: dict) -> str:
     kinds = " | ".join(f"{k} {v['accuracy']:.3f} (n={v['n']})" for k, v in sorted(result["per_kind"].items()))
     return (f"held-out: {result['overall']['questions']} questions | score {result['overall']['score']:.3f} | "
             f"{kinds} | format {result['format']:.3f}")
+
+
+def keep_metrics_through(path: Path, step: int) -> None:
+    """Drop the metrics lines of steps after `step` (the checkpoint a run resumes from): redone steps appear once."""
+    kept = [m for m in read_metrics(path) if m["step"] <= step]
+    path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
 
 
 def score_batch(cfg: Config, samples: list, by_id: dict) -> list:
@@ -84,6 +91,9 @@ class Trainer:
         self.step = 0
         self.out = Path(cfg.trainer.output_dir)
         self.timer = PhaseTimer()
+        t = cfg.trainer
+        self.checkpoint_every = checkpoint_interval(t.steps, t.checkpoint_every, t.max_restarts)
+        self.note: dict = {}  # goes into the next step's metrics line (a restart's)
 
     # ------------------------------------------------------------------ one step
 
@@ -188,8 +198,10 @@ class Trainer:
                         result = self.evaluate()
                         self.last_eval = result if self.step == until else None
                         m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-                    if cfg.trainer.checkpoint_every and self.step % cfg.trainer.checkpoint_every == 0:
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                         self.checkpoint()
+                    m.update(self.note)
+                    self.note = {}
                     metrics_log.write(m)
                     history.append(m)
                     self.log(metrics_log.progress_line(step, m))
@@ -233,8 +245,13 @@ class Trainer:
         extra = {"step": self.step, "stream": self.stream.state(), "version": self.cluster.version}
         return self.cluster.save_checkpoint(str(self.out / "checkpoints"), extra)
 
-    def resume(self, path: str) -> None:
-        """Restore learners, prompt stream, step and weight version; the rollout gets the weights by sync."""
+    def resume(self, path: str | None) -> None:
+        """Restore learners, prompt stream, step and weight version; the rollout gets the weights by sync. None:
+        back to the start (a restart before the first checkpoint; the new learners hold the initial policy)."""
+        if path is None:
+            self.step = 0
+            self.stream = PromptStream(self.train_rows, self.cfg.trainer.prompts_per_step, self.cfg.trainer.seed)
+            return
         extra = self.cluster.load_checkpoint(path)
         self.step = int(extra["step"])
         self.stream = PromptStream(self.train_rows, self.cfg.trainer.prompts_per_step, self.cfg.trainer.seed,
@@ -258,10 +275,12 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     if resume and last is None and not (sft_pending and latest(out / "sft" / "checkpoints")):
         from engine.errors import ConfigError
 
+        t = cfg.trainer
+        every = checkpoint_interval(t.steps, t.checkpoint_every, t.max_restarts)
         raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}: checkpoints are "
-                                                f"written every trainer.checkpoint_every steps (now "
-                                                f"{cfg.trainer.checkpoint_every}; 0 = never), at the end of a run, "
-                                                "and when a run is interrupted with Ctrl-C")
+                                                f"written every {every or 'no'} steps (trainer.checkpoint_every="
+                                                f"{t.checkpoint_every}, trainer.max_restarts={t.max_restarts}), at "
+                                                "the end of a run, and when a run is interrupted with Ctrl-C")
     sft_dir = out / "sft" if cfg.sft.steps or cfg.sft.epochs else None
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir))) if sft_dir else cfg  # starts from SFT's
     if cfg.trainer.one_step_off:
@@ -289,17 +308,49 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
             log(f"resumed from {last} at step {trainer.step}")
         metrics_log = MetricsLog(out, cfg.trainer.steps, append=last is not None,
                                  wandb_project=cfg.trainer.wandb_project)
-        if last is not None:  # drop metrics of steps the checkpoint does not contain
-            kept = [m for m in read_metrics(metrics_log.path) if m["step"] <= trainer.step]
-            metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
-        try:
-            history = trainer.run(cfg.trainer.steps, metrics_log)
-        except Interrupted as e:
-            e.checkpoint = trainer.checkpoint()
-            metrics_log.close()
-            log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: "
-                f"{resume_command(str(out / 'config.json'))}")
-            raise
+        if last is not None:
+            keep_metrics_through(metrics_log.path, trainer.step)
+        if trainer.checkpoint_every != cfg.trainer.checkpoint_every:
+            log(f"checkpoints every {trainer.checkpoint_every} steps, so that a restart (trainer.max_restarts="
+                f"{cfg.trainer.max_restarts}) resumes near where it stopped; set trainer.checkpoint_every to choose")
+        history, restarts = [], 0
+        while True:
+            try:
+                history += trainer.run(cfg.trainer.steps, metrics_log)
+                break
+            except Interrupted as e:
+                e.checkpoint = trainer.checkpoint()
+                metrics_log.close()
+                log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: "
+                    f"{resume_command(str(out / 'config.json'))}")
+                raise
+            except Exception as e:
+                why = infrastructure_failure(e)
+                if why is None:
+                    raise  # the data, the config or the code: it would fail the same way again
+                who = ", ".join(cluster.dead()) or "an actor"
+                if restarts >= cfg.trainer.max_restarts:
+                    checkpoint = latest(ckpt_root)
+                    raise ClusterFailure(
+                        f"{who} died: {why}; no restart left ({restarts} of trainer.max_restarts="
+                        f"{cfg.trainer.max_restarts} used). "
+                        + (f"The newest checkpoint is {checkpoint}; continue with: "
+                           f"{resume_command(str(out / 'config.json'))}" if checkpoint else "No checkpoint was written.")
+                    ) from e
+                restarts += 1
+                cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+                cluster = None
+                cluster = Cluster.launch(cfg, log)
+                cluster.start(data.records)
+                trainer.cluster = cluster
+                checkpoint = latest(ckpt_root)
+                trainer.resume(None if checkpoint is None else str(checkpoint))
+                keep_metrics_through(metrics_log.path, trainer.step)  # the steps redone are logged once
+                line = (f"restart {restarts}/{cfg.trainer.max_restarts} after {who} died: {why}; resumed from step "
+                        f"{trainer.step}")
+                log(line)
+                trainer.note = {"restart": line, "restarts": restarts}
+                history = [m for m in history if m["step"] <= trainer.step]
         if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn from
             metrics_log.close()
             raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "

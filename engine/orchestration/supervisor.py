@@ -1,0 +1,55 @@
+"""Restarts after an infrastructure fault: which failures are worth a restart, and how often to checkpoint for one.
+
+A learner rank killed by the OOM killer, a preempted node or a broken collective ends a step with a Ray error.
+`train` (engine/recipes/grpo.py) then tears every actor down, starts them again, resumes from the newest complete
+checkpoint and goes on, at most `trainer.max_restarts` times. A rollout worker that dies is already replaced by
+the cluster itself without a restart (orchestration/cluster.py); what reaches here is what that cannot absorb.
+Errors in the data, the config or the code (vthink's own errors, a TypeError in a reward function) would fail the
+same way again, so they are never retried.
+"""
+from __future__ import annotations
+
+import re
+
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, OutOfMemoryError, RayActorError, RayTaskError
+
+from engine.errors import VthinkError, WeightSyncError
+
+# What a broken collective or a lost peer says, from gloo, NCCL and torch.distributed's store.
+_COLLECTIVE = re.compile(r"gloo|nccl|connection (closed|reset|refused)|broken pipe|timed? ?out|peer|"
+                         r"store|out of memory", re.I)
+DEFAULT_INTERVALS = 10  # with max_restarts and no checkpoint_every: about ten checkpoints a run
+
+
+def infrastructure_failure(error: BaseException) -> str | None:
+    """Why `error` is worth a restart (one line), or None when it would fail the same way again."""
+    if isinstance(error, (RayActorError, ActorUnavailableError)):
+        return f"{type(error).__name__}: {_first_line(getattr(error, 'error_msg', None) or str(error))}"
+    if isinstance(error, (OutOfMemoryError, GetTimeoutError)):
+        return f"{type(error).__name__}: {_first_line(str(error))}"
+    if isinstance(error, RayTaskError):
+        cause = error.cause
+        if isinstance(cause, WeightSyncError):  # a sync timeout or a corrupted bucket: the transport, not the run
+            return f"{type(cause).__name__}: {_first_line(str(cause))}"
+        if isinstance(cause, VthinkError) or cause is None:
+            return None
+        if isinstance(cause, RayTaskError | RayActorError | ActorUnavailableError):
+            return infrastructure_failure(cause)
+        name = type(cause).__name__
+        if name in ("OutOfMemoryError", "DistBackendError", "DistNetworkError", "DistStoreError") or (
+                isinstance(cause, RuntimeError) and _COLLECTIVE.search(str(cause))):
+            return f"{name}: {_first_line(str(cause))}"
+    return None
+
+
+def checkpoint_interval(steps: int, checkpoint_every: int, max_restarts: int) -> int:
+    """trainer.checkpoint_every, or, when it is 0 and restarts are allowed, one that loses at most a tenth of the
+    run to a restart (a restart resumes from the newest checkpoint)."""
+    if checkpoint_every or not max_restarts:
+        return checkpoint_every
+    return max(1, steps // DEFAULT_INTERVALS)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
