@@ -3,18 +3,23 @@
 The embedded model starts from random weights: it knows no language, so it cannot read a multiple-choice question's
 options, and with options shuffled per row it never learns to from the demo's few hundred trajectories (it names the
 box's colour but not its letter; measured in ../shared/notes and the #25 notes). Nor does SFT on 120 video
-trajectories teach it to pass a retrieved span on to the next call (it writes inverted windows, then junk). A real
-VLM comes with both skills. This gives the tiny model them, from text alone, before it ever sees a video; batches
-alternate between the two kinds:
+trajectories teach it to pass a retrieved span on to the next call (it writes inverted windows, then junk), nor to
+read the options back past the tool turns (with only the reading kind below, its agent names the right colour for
+0.92 of held-out questions and picks the letter at chance). A real VLM comes with these skills. This gives the tiny model them, from text alone, before it ever sees a video; batches
+alternate between two kinds:
 
   reading   user:      What color is the box that appears briefly?  A. blue  B. yellow  C. red  D. green  ...
             assistant: <time>01:02-01:04</time> <caption>a red box</caption>    (given: not learned here)
                        <think>A. blue no. B. yellow no. C. red yes.</think> <answer>C</answer>    (learned)
 
-  calling   system:    the agent prompt (without the tool schemas); user: either glimpse question
+  agent     system:    the agent prompt (without the tool schemas); user: either glimpse question
             assistant: <tool_call>clip_retrieval("colored box", 3)</tool_call>    (learned)
             tool:      clip_retrieval's own output for 1-3 random 2-s clips    (given)
             assistant: <tool_call>frame_zoom(the first clip's span, 8 frames)</tool_call>    (learned: the copy)
+            tool:      frame_zoom's own text for that window (no frames)    (given)
+            assistant: <time>..</time> <caption>a red box</caption>    (given)
+                       <think>A. blue no. ...</think> <answer>C</answer>    (learned: reading the options back
+                       past the tool turns, where the agent's answer has to find them)
 
 The caption, which names the colour, is part of the prompt here and never a target: *which* colour the box is has
 to come from the frames later (trained_blank, which sees blank frames, stays at chance); *where* the box is comes
@@ -30,6 +35,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import torch
 
 from engine.data.glimpse import COLOURS, QUERY, QUESTION, WHEN
 from engine.data.schema import QARow
@@ -42,7 +50,7 @@ from engine.tools.retrieval import ClipHit
 from engine.tools.timefmt import format_time
 
 READER_STEPS = 1600
-READER_VERSION = 2  # bump when the examples or the recipe change, so cached readers are rebuilt
+READER_VERSION = 3  # bump when the examples or the recipe change, so cached readers are rebuilt
 BATCH, LR = 16, 1e-3
 ZOOM_FRAMES = 8  # the demo's rollout.max_zoom_frames, which frame_zoom's schema states
 STAMP = "vthink_reader.json"
@@ -75,28 +83,51 @@ class _GivenClips:
         return self.hits[:topk]
 
 
-def calling_example(rng: random.Random, tokenizer, registry) -> tuple[list[tuple[str, bool]], str]:
-    """([(text, is_target)] of one retrieve-then-zoom exchange, the zoom call's expected span JSON). The hits are
-    1-3 two-second clips around a random time, in the order and with the scores the caption index gives them."""
-    row = rng.choice([QARow("reader", "reader", Path("reader.mp4"), "mcq", QUESTION, list(COLOURS), "A", None, "train"),
-                      QARow("reader", "reader", Path("reader.mp4"), "grounding", WHEN, None, "00:00-00:02", None,
-                            "train")])
+class _FrameTimes:
+    """A video service whose windows are the demo's 2-fps frame times (no pixels), so the example's frame_zoom
+    output is the tool's own text."""
+
+    def window(self, video: str, start: float, end: float, policy):
+        times = [t for t in (start, start + 0.5, end - 0.5, end) if start <= t <= end]
+        return SimpleNamespace(start_s=start, end_s=end, num_frames=len(times), timestamps_s=torch.tensor(times),
+                               notes=[])
+
+
+def agent_example(rng: random.Random, tokenizer, registry) -> tuple[list[tuple[str, bool]], str, str]:
+    """([(text, is_target)] of one whole agent exchange, the zoom call's span JSON, the answer): retrieve, zoom on
+    the first clip (its span copied), answer. Hits are 1-3 two-second clips around a random time, ordered and
+    scored as the caption index gives them; what the look shows (the time and colour) is given, as in `example`.
+    Three in four ask the colour (options shuffled), one in four when the box appears, as the glimpse task does."""
+    options = list(COLOURS)
+    rng.shuffle(options)
+    colour = rng.choice(options)
+    best = 2 * rng.randrange(1, 59)
+    seen = f"{best // 60:02d}:{best % 60:02d}-{(best + 2) // 60:02d}:{(best + 2) % 60:02d}"
+    if rng.random() < 0.75:
+        letter = "ABCD"[options.index(colour)]
+        row = QARow("reader", "reader", Path("reader.mp4"), "mcq", QUESTION, options, letter, None, "train")
+        answer, think = letter, scan_options(list(zip("ABCD", options)), colour)
+    else:
+        row = QARow("reader", "reader", Path("reader.mp4"), "grounding", WHEN, None, seen, None, "train")
+        answer, think = seen, f"The box shows over {seen}."
     messages = [{"role": "system", "content": AGENT_PROMPT},
                 {"role": "user", "content": [{"type": "text", "text": question_text(row)}]}]
     # Without the tool schemas the chat template adds to the system turn in a rollout: they would make the example
-    # 4x longer (about 1000 tokens, 1.4 s a step on 2 cores), and the copy reads only the tool output above it.
+    # 3x longer (1.4 s a step on 2 cores), and what is learned reads the question and the tool outputs.
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    best = 2 * rng.randrange(1, 59)
     near = [t for t in (best - 2, best + 2) if rng.random() < 0.6]
     rng.shuffle(near)
     hits = [ClipHit(best, best + 2, 5.49)] + [ClipHit(t, t + 2, rng.choice([5.49, 4.16])) for t in near]
     retrieve = ToolCall("clip_retrieval", {"query": QUERY, "topk": 3})
-    ctx = ToolContext("reader.mp4", None, None, 120.0, _GivenClips(hits))
-    shown = registry.execute(retrieve, ctx).text
+    found = registry.execute(retrieve, ToolContext("reader.mp4", None, None, 120.0, _GivenClips(hits))).text
     span = {"start": format_time(best), "end": format_time(best + 2)}
-    zoom = format_tool_call(ToolCall("frame_zoom", {**span, "num_frames": ZOOM_FRAMES}))
-    return ([(prompt, False), (format_tool_call(retrieve), True), (TURN_OPEN + safe_text(shown) + TURN_CLOSE, False),
-             (zoom, True)], json.dumps(span))
+    zoom = ToolCall("frame_zoom", {**span, "num_frames": ZOOM_FRAMES})
+    looked = registry.execute(zoom, ToolContext("reader.mp4", _FrameTimes(), None, 120.0)).text
+    given = f"<time>{seen}</time> <caption>a {colour} box</caption> "
+    target = f"<think>{think}</think> <answer>{answer}</answer><|im_end|>"
+    return ([(prompt, False), (format_tool_call(retrieve), True), (TURN_OPEN + safe_text(found) + TURN_CLOSE, False),
+             (format_tool_call(zoom), True), (TURN_OPEN + safe_text(looked) + TURN_CLOSE + given, False),
+             (target, True)], json.dumps(span), answer)
 
 
 def demo_tools():
@@ -108,15 +139,13 @@ def demo_tools():
 def _batch(rng: random.Random, tokenizer, registry, calling: bool):
     """Token ids, labels (-100 off target) and attention mask of BATCH fresh examples of one kind (one kind a
     batch pads less)."""
-    import torch
-
     rows = []
     for _ in range(BATCH):
         if not calling:
             prompt, target, _ = example(rng, tokenizer)
             segments = [(prompt, False), (target, True)]
         else:
-            segments = calling_example(rng, tokenizer, registry)[0]
+            segments = agent_example(rng, tokenizer, registry)[0]
         ids, labels = [], []
         for text, learned in segments:
             part = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -137,9 +166,8 @@ def _batch(rng: random.Random, tokenizer, registry, calling: bool):
 
 def warm_up(model, tokenizer, steps: int, seed: int, log=print) -> dict[str, float]:
     """Train `model` on `steps` batches of fresh examples; returns greedy accuracy on 64 held-out ones of each
-    kind: {"reading": right letter, "calling": the zoom repeats the first retrieved span}."""
-    import torch
-
+    kind: {"reading": right letter, "calling": the zoom repeats the first retrieved span, "answering": right answer
+    at the end of an agent exchange}."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     registry = demo_tools()
@@ -163,20 +191,20 @@ def warm_up(model, tokenizer, steps: int, seed: int, log=print) -> dict[str, flo
         out = model.generate(ids, max_new_tokens=tokens, do_sample=False)
         return tokenizer.decode(out[0, ids.shape[1]:])
 
-    reading = calling = 0
+    reading = calling = answering = 0
     with torch.no_grad():
         for _ in range(64):
             prompt, _, letter = example(held, tokenizer)
             reading += f"<answer>{letter}</answer>" in greedy(prompt, 40)
-            segments, span = calling_example(held, tokenizer, registry)
+            segments, span, answer = agent_example(held, tokenizer, registry)
             calling += span[:-1] in greedy("".join(text for text, _ in segments[:3]), 60)
-    return {"reading": reading / 64, "calling": calling / 64}
+            answering += f"<answer>{answer}</answer>" in greedy("".join(text for text, _ in segments[:5]), 60)
+    return {"reading": reading / 64, "calling": calling / 64, "answering": answering / 64}
 
 
 def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_STEPS, log=print) -> Path:
     """The tiny model of `seed` / `arch` after the reading warm-up, built once (a file lock keeps racing processes
     from building it twice) and reused while its stamp matches."""
-    import torch
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     name = f"tiny-reader-{seed}" if arch == "qwen2_5_vl" else f"tiny-reader-{arch}-{seed}"
@@ -211,5 +239,6 @@ def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_S
             tmp.rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        log(f"{final.name}: held-out option reading {accuracy['reading']:.2f}, span copy {accuracy['calling']:.2f}")
+        log(f"{final.name}: held-out option reading {accuracy['reading']:.2f}, span copy {accuracy['calling']:.2f}, "
+            f"answer after the tools {accuracy['answering']:.2f}")
     return final

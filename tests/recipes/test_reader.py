@@ -32,7 +32,7 @@ def test_examples_give_the_colour_and_teach_only_the_lookup():
     assert set(letters) == set("ABCD")  # shuffled: every letter answers some question
 
 
-def test_calling_examples_copy_the_first_retrieved_span_as_the_rollout_renders_it():
+def test_agent_examples_copy_the_first_retrieved_span_and_answer_past_the_tool_turns():
     from transformers import AutoTokenizer
 
     from engine.synth.planner import _HIT
@@ -41,28 +41,38 @@ def test_calling_examples_copy_the_first_retrieved_span_as_the_rollout_renders_i
 
     tok = AutoTokenizer.from_pretrained(ensure_tiny(0))
     rng, registry = random.Random(1), reader.demo_tools()
-    counts, starts = set(), set()
-    for _ in range(40):
-        segments, span = reader.calling_example(rng, tok, registry)
-        (prompt, p), (retrieve, r), (shown, s), (zoom, z) = segments
-        assert (p, r, s, z) == (False, True, False, True)  # only the two calls are learned
-        assert "<|im_start|>assistant\n" in prompt and "<video>" not in prompt and "<|video_pad|>" not in prompt
+    counts, starts, kinds = set(), set(), set()
+    for _ in range(60):
+        segments, span, answer = reader.agent_example(rng, tok, registry)
+        (prompt, p), (retrieve, r), (found, f), (zoom, z), (looked, l), (target, t) = segments
+        assert (p, r, f, z, l, t) == (False, True, False, True, False, True)  # calls and the answer's end are learned
+        assert "<|im_start|>assistant\n" in prompt and "<|video_pad|>" not in "".join(x for x, _ in segments)
         assert parse_tool_call(retrieve).name == "clip_retrieval"
-        assert shown.startswith(TURN_OPEN + "clip_retrieval: ") and shown.endswith(TURN_CLOSE)
-        hits = _HIT.findall(shown)  # the lines the synthesis planner reads, so the same format as a rollout's
+        assert found.startswith(TURN_OPEN + "clip_retrieval: ") and found.endswith(TURN_CLOSE)
+        hits = _HIT.findall(found)  # the lines the synthesis planner reads, so the same format as a rollout's
         assert 1 <= len(hits) <= 3 and hits[0] == span
         call = parse_tool_call(zoom)
         assert call.name == "frame_zoom" and call.arguments == {**json.loads(span), "num_frames": reader.ZOOM_FRAMES}
+        assert looked.startswith(TURN_OPEN + "frame_zoom: frames " + json.loads(span)["start"])  # the tool's own text
+        colour = looked.rsplit("<caption>a ", 1)[1].split(" box")[0]
+        assert target.endswith(f"<answer>{answer}</answer><|im_end|>") and "<caption>" not in target
+        options = [line[3:] for line in prompt.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        if options:  # colour question: the letter of the colour the look showed
+            assert sorted(options) == sorted(reader.COLOURS) and options["ABCD".index(answer)] == colour
+            kinds.add("mcq")
+        else:  # when: the span the look showed
+            assert f"<time>{answer}</time>" in looked
+            kinds.add("grounding")
         counts.add(len(hits))
         starts.add(json.loads(span)["start"])
-    assert counts == {1, 2, 3} and len(starts) > 20  # varied: a fixed span would be memorised, not copied
+    assert counts == {1, 2, 3} and len(starts) > 20 and kinds == {"mcq", "grounding"}  # varied, so not memorised
 
 
 def test_reader_is_built_once_and_changes_the_weights(cache):
     logs = []
     path = reader.ensure_reader(0, steps=20, log=logs.append)
     stamp = json.loads((path / reader.STAMP).read_text())
-    assert stamp["steps"] == 20 and set(stamp["heldout_accuracy"]) == {"reading", "calling"}
+    assert stamp["steps"] == 20 and set(stamp["heldout_accuracy"]) == {"reading", "calling", "answering"}
     assert all(0.0 <= v <= 1.0 for v in stamp["heldout_accuracy"].values())
     assert any("reader warm-up 20/20" in line for line in logs)
     from safetensors.torch import load_file
