@@ -230,6 +230,9 @@ class SFTConfig:
     # loss weight of tokens inside <answer>, <caption>, <tool_call> (others 1)
     key_weight: float = ruled(1.0, lambda v: v > 0,
                               'a number > 0')
+    # text-only examples of tiny-reader's warm-up (engine/recipes/reader.py) added to every SFT batch, so a few
+    # hundred trajectories do not overwrite what the warm-up taught the embedded model (the demo's agent); 0 = none
+    reader_examples: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')
 
 
 @dataclass

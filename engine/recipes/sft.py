@@ -75,12 +75,22 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     scfg = resolve_placement(sft_config(cfg), log)
 
+    rehearse = None
+    if cfg.sft.reader_examples:
+        from engine.recipes.reader import Rehearsal
+
+        rehearse = Rehearsal(tokenizer, cfg.sft.reader_examples, cfg.trainer.seed)
+        log(f"sft: {cfg.sft.reader_examples} of the reading warm-up's text examples in every batch (sft.reader_examples)")
+
     def teach(batch_rows: list) -> list:
-        """The rows' teacher-forced samples: their replayed trajectories, or their target traces."""
+        """The rows' teacher-forced samples: their replayed trajectories, or their target traces (and
+        sft.reader_examples text-only ones)."""
         if trajectories is not None:
-            return replay(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer, end_id)[0]
-        prompts = [rollout.prepare(r) for r in batch_rows]
-        return trace_samples(batch_rows, data.records, prompts, tokenizer, end_id, cfg.reward.format_layout)
+            samples = replay(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer, end_id)[0]
+        else:
+            prompts = [rollout.prepare(r) for r in batch_rows]
+            samples = trace_samples(batch_rows, data.records, prompts, tokenizer, end_id, cfg.reward.format_layout)
+        return samples + rehearse() if rehearse else samples
 
     ckpt_root = out / "checkpoints"
     last = latest(ckpt_root) if resume else None

@@ -94,3 +94,24 @@ def test_model_path_tiny_reader_resolves_to_the_built_reader(cache, monkeypatch)
     monkeypatch.setattr(reader, "ensure_reader", short)
     path = model_dir(READER, 0, "qwen2_5_vl")
     assert calls == [(0, "qwen2_5_vl")] and (path / reader.STAMP).is_file()
+
+
+def test_rehearsal_adds_text_only_samples_that_learn_exactly_the_warm_ups_targets():
+    from transformers import AutoConfig, AutoTokenizer
+
+    from engine.learner.batch import BatchIds, learner_batch
+
+    path = ensure_tiny(0)
+    tok = AutoTokenizer.from_pretrained(path)
+    samples = reader.Rehearsal(tok, 4, seed=0)()
+    assert [s.row_id for s in samples] == ["reader-0", "reader-1", "reader-2", "reader-3"]
+    assert all(not s.videos for s in samples)
+    reading, agent = samples[0], samples[1]
+    assert tok.decode(reading.response_ids).startswith("<think>") and set(reading.response_mask) == {1}
+    learned = tok.decode([t for t, m in zip(agent.response_ids, agent.response_mask) if m])
+    assert learned.count("<tool_call>") == 2 and learned.endswith("</answer><|im_end|>")
+    assert "clip_retrieval: " in tok.decode(agent.response_ids) and "clip_retrieval: " not in learned  # given
+    batch = learner_batch(samples, BatchIds.of(tok, AutoConfig.from_pretrained(path)))
+    for i, s in enumerate(samples):
+        assert batch["loss_mask"][i].sum() == sum(s.response_mask)
+    assert reader.Rehearsal(tok, 4, seed=0)()[1].response_ids == agent.response_ids  # seeded
