@@ -211,7 +211,6 @@ def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
 def load(learner: FSDPLearner, path: str | os.PathLike) -> dict:
     """Restore learner state from a step directory (or the newest under a root); collective, returns `extra`."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
                                                          set_model_state_dict, set_optimizer_state_dict)
 
