@@ -334,6 +334,10 @@ class RayConfig:
     # How long a sync collective may wait for its peer. Syncs start only once every worker is idle, so this bounds
     # one transfer, not a rollout.
     sync_timeout_s: float = ruled(300.0, lambda v: v > 0, 'a number of seconds > 0')
+    # Ray custom resources every learner rank / rollout worker needs besides its GPU or CPU, to choose nodes: start a
+    # node with `ray start --resources='{"learn": 8}'` and set `ray.learner_resources={learn: 1}`. Empty: anywhere.
+    learner_resources: dict[str, float] = field(default_factory=dict)
+    rollout_resources: dict[str, float] = field(default_factory=dict)  # the same for every rollout worker
 
 
 @dataclass
@@ -377,6 +381,8 @@ _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 def _describe(tp: Any) -> str:
     if typing.get_origin(tp) is list:
         return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is dict:
+        return f"a mapping of names to {_describe(typing.get_args(tp)[1])}"
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -404,6 +410,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return [_coerce(key, value, item)]
             except ConfigError:
                 pass
+    elif origin is dict:
+        if isinstance(value, dict):
+            _, item = typing.get_args(tp)
+            return {str(k): _coerce(f"{key}.{k}", v, item) for k, v in value.items()}
     elif origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -458,6 +468,14 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
 def validate(cfg: Config) -> Config:
     """Check value rules that types cannot express; raise ConfigError on the first violation."""
     check(cfg, "")
+    if cfg.ray.colocate and (cfg.ray.learner_resources or cfg.ray.rollout_resources):
+        raise ConfigError("ray.colocate", "colocated actors share a placement group's bundles; "
+                                          "ray.learner_resources / ray.rollout_resources cannot choose nodes for them")
+    for key in ("learner_resources", "rollout_resources"):
+        for name, amount in getattr(cfg.ray, key).items():
+            if amount <= 0 or name in ("CPU", "GPU", "memory"):
+                raise ConfigError(f"ray.{key}.{name}", f"a custom resource amount > 0 (CPU and GPU are vthink's to "
+                                                       f"set), got {amount}")
     if cfg.ray.colocate and "auto" not in (cfg.ray.rollout_workers, cfg.ray.learners) and (
             cfg.ray.rollout_workers != cfg.ray.learners):
         raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "

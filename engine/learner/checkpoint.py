@@ -126,6 +126,7 @@ def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
     """Write learner state + `extra` to <root>/step-<learner.step> atomically; collective, returns the path."""
     # DCP is imported here, not at the top: the driver imports this module (for `latest`) and never saves.
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     try:
@@ -142,17 +143,31 @@ def save(learner: FSDPLearner, root: str | os.PathLike, extra: dict) -> Path:
         (tmp / "rng").mkdir(parents=True)
     dist.barrier()
 
-    # The model, gathered tensor by tensor (every rank takes part), written by rank 0 in HF layout.
-    export_hf(learner, tmp)  # model.dtype on disk; the fp32 master copy goes into the DCP state below
-    dcp.save({"model": get_model_state_dict(learner.policy),
-              "optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
-             checkpoint_id=str(tmp / "optimizer"))
-    torch.save(rng_state(), tmp / "rng" / f"rank-{rank}.pt")
-    if rank == 0:
-        torch.save(learner.scheduler.state_dict(), tmp / "scheduler.pt")
-        state = {"format_version": FORMAT_VERSION, "step": learner.step, "skipped": learner.skipped,
-                 "world_size": learner.world_size, "extra": json.loads(extra_json)}
-        (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
+    try:
+        # The model, gathered tensor by tensor (every rank takes part), written by rank 0 in HF layout.
+        export_hf(learner, tmp)  # model.dtype on disk; the fp32 master copy goes into the DCP state below
+        dcp.save({"model": get_model_state_dict(learner.policy),
+                  "optim": get_optimizer_state_dict(learner.policy, learner.optimizer)},
+                 checkpoint_id=str(tmp / "optimizer"))
+        torch.save(rng_state(), tmp / "rng" / f"rank-{rank}.pt")
+        if rank == 0:
+            torch.save(learner.scheduler.state_dict(), tmp / "scheduler.pt")
+            state = {"format_version": FORMAT_VERSION, "step": learner.step, "skipped": learner.skipped,
+                     "world_size": learner.world_size, "extra": json.loads(extra_json)}
+            (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
+    except (Exception, CheckpointException) as e:  # a full disk, a folder gone: the checkpoints before stay as they are
+        # (a full disk reaches here as OSError, or as DCP's CheckpointException, a BaseException, around a RuntimeError
+        # of torch's zip writer)
+        free = shutil.disk_usage(root).free if root.is_dir() else 0
+        shutil.rmtree(tmp, ignore_errors=True)  # the space it took is needed back
+        newest = latest(root)
+        if isinstance(e, CheckpointException) and e.failures:  # {rank: (exception, stack)}: the first rank's
+            e = next(iter(e.failures.values()))[0]
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise CheckpointError(f"could not write the checkpoint of step {learner.step} under {root} "
+                              f"({free / 2**20:.1f} MiB were free there): {type(e).__name__}: {first[:200]}; "
+                              + (f"the newest complete checkpoint, {newest}, is intact" if newest else
+                                 "no earlier checkpoint exists")) from e
     dist.barrier()
 
     if rank == 0:

@@ -26,6 +26,38 @@ def dist_backend(gpu: bool) -> str:
     return "nccl" if gpu else "gloo"
 
 
+def interface_of(ip: str) -> str | None:
+    """The network interface whose IPv4 address is `ip` (Linux), or None."""
+    import fcntl
+    import socket
+    import struct
+
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:  # SIOCGIFADDR: the interface's address
+                raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))
+            except OSError:
+                continue  # no IPv4 address
+        if socket.inet_ntoa(raw[20:24]) == ip:
+            return name
+    return None
+
+
+def bind_collectives_to_node_ip() -> str | None:
+    """Make gloo and NCCL open their connections on the interface that holds this node's Ray IP.
+
+    Unset, gloo binds to whatever the hostname resolves to: on a Debian-style host that is a loopback address
+    (127.0.1.1), which it then advertises to its peers, so ranks on other nodes cannot connect. A user's own
+    GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME win. Returns the interface chosen."""
+    import ray
+
+    name = interface_of(ray.util.get_node_ip_address())
+    if name is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", name)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", name)
+    return name
+
+
 def rendezvous_address() -> tuple[str, int]:
     """This node's IP and a free port on it: where a process group's TCP store can be hosted."""
     import ray
@@ -61,6 +93,7 @@ class LearnerWorker:
 
     def __init__(self, cfg: Config, rank: int, world_size: int, threads: int = 1, gpu: bool = False):
         _limit_threads(threads)
+        bind_collectives_to_node_ip()
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dist_backend = dist_backend(gpu)
         self.learner = None
@@ -72,6 +105,11 @@ class LearnerWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def start(self, address: tuple[str, int]) -> None:
         """Join the learners' process group (NCCL on GPU, gloo on CPU), hosted at rank 0's `rendezvous`
@@ -155,6 +193,7 @@ class RolloutWorker:
         from engine.orchestration.session import build_backend
 
         _limit_threads(threads)
+        bind_collectives_to_node_ip()  # before the backend starts: vLLM's processes inherit it
         self.cfg, self.index = cfg, index
         self.dist_backend = dist_backend(gpu)
         self.parts = build_backend(cfg, "cuda" if gpu else "cpu")  # (backend, tokenizer, model config)
@@ -215,3 +254,8 @@ class RolloutWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()

@@ -19,20 +19,11 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 ACTOR_LOST = (RayActorError, ActorUnavailableError)  # died, or restarted while a call was in flight
 
 from engine.config import Config
+from engine.errors import ClusterFailure
 from engine.orchestration.actors import LearnerWorker, RolloutWorker
 from engine.orchestration.ray_start import cluster_address, stop_ray, wait_for_ray
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
-
-def gather(refs: list) -> list:
-    """ray.get(refs), but the first failure is raised as soon as it happens: a dead learner rank's peers wait for it
-    inside their collective, and ray.get in order would wait for them first."""
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        ray.get(ready)
-    return ray.get(refs)
-
 
 def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
@@ -72,6 +63,7 @@ class Cluster:
         # GPUs or not is the cluster's answer, not this process's: a driver on a CPU-only head node still runs its
         # actors on the GPU nodes.
         gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        self.gpu = gpu
         # BLAS threads per actor. Rollout workers compute together, and learner ranks together, but the two
         # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
         cores = os.cpu_count() or 1
@@ -96,10 +88,13 @@ class Cluster:
         # Every actor is created before any is waited on, so learners and rollout workers start in parallel.
         # "control": a second thread for abort_sync, which must run while send_weights is blocked.
         learner_cls = ray.remote(concurrency_groups={"control": 1}, **res)(LearnerWorker)
-        self.learners = [learner_cls.options(**place[r]).remote(cfg, r, n_learners, learner_threads, gpu)
+        learner_where = {"resources": dict(cfg.ray.learner_resources)} if cfg.ray.learner_resources else {}
+        self.learners = [learner_cls.options(**place[r], **learner_where).remote(cfg, r, n_learners, learner_threads, gpu)
                          for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
-        self.workers = [worker_cls.options(**place[i]).remote(cfg, i, worker_threads, gpu) for i in range(n_workers)]
+        worker_where = {"resources": dict(cfg.ray.rollout_resources)} if cfg.ray.rollout_resources else {}
+        self.workers = [worker_cls.options(**place[i], **worker_where).remote(cfg, i, worker_threads, gpu)
+                        for i in range(n_workers)]
         # Rank 0's address goes to every rank as an object reference: Ray resolves it before `start` runs, so
         # nothing here waits for rank 0 to come up.
         address = self.learners[0].rendezvous.remote()
@@ -163,7 +158,7 @@ class Cluster:
 
     def _wait_idle(self) -> None:
         """The handshake: returns once every worker has finished the calls queued before it."""
-        ray.get([w.idle.remote() for w in self.workers])
+        self._gather([w.idle.remote() for w in self.workers])
 
     def _sync_once(self, newer_than: int) -> None:
         self._wait_idle()
@@ -172,7 +167,7 @@ class Cluster:
         receives = [w.receive_weights.remote() for w in self._remote_workers()]
         try:
             # Sends too: a learner failing mid-send would leave the receivers waiting in the broadcast.
-            gather(receives + sends)
+            self._gather(receives + sends)
         except RayTaskError:
             # Rank 0's broadcast failed; when it was a receiver dying, recover that worker as below.
             ready, _ = ray.wait(receives, num_returns=len(receives), timeout=5.0)
@@ -195,7 +190,7 @@ class Cluster:
                          f"ray.sync_timeout_s={self.cfg.ray.sync_timeout_s}")
             ray.wait(sends, num_returns=len(sends))
             raise
-        shared = gather(sends)[0]
+        shared = self._gather(sends)[0]
         if self.colocated:  # worker 0 loads from rank 0's buffer, which is freed once it has
             ray.get(self.workers[0].load_shared.remote(shared))
             ray.get(self.learners[0].release_shared.remote())
@@ -211,15 +206,61 @@ class Cluster:
 
     def _restart_workers(self) -> None:
         """Wait until Ray has restarted every dead worker and each has its records again."""
-        deadline = time.monotonic() + 600
+        deadline, short_since = time.monotonic() + 600, None
         while True:
             try:
-                ray.get([w.start.remote(self._records) for w in self.workers])  # a restarted one needs them
+                self._gather([w.start.remote(self._records) for w in self.workers])  # a restarted one needs them
                 break
-            except ACTOR_LOST:
+            except ACTOR_LOST:  # still restarting; never, if its node is gone and no other has room
+                short_since = self._watch_capacity(short_since)
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
+
+    def _gather(self, refs: list) -> list:
+        """ray.get(refs), with two guards. The first failure is raised as soon as it happens: a dead learner rank's
+        peers wait for it inside their collective, and ray.get in order would wait for them first. And while waiting,
+        the live nodes must still have room for every actor: Ray queues calls to an actor it is restarting, forever
+        when its node is gone and no other node has the resources it needs. Short for ray.sync_timeout_s: a
+        ClusterFailure naming what is missing."""
+        pending, short_since = list(refs), None
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=5.0)
+            if ready:
+                ray.get(ready)
+            else:
+                short_since = self._watch_capacity(short_since)
+        return ray.get(refs)
+
+    def _watch_capacity(self, short_since: float | None) -> float | None:
+        """None while the live nodes have room for every actor, else since when they have not; a ClusterFailure
+        naming what is missing once that has lasted ray.sync_timeout_s."""
+        missing = self._missing_resources()
+        if not missing:
+            return None
+        short_since = short_since or time.monotonic()
+        limit = self.cfg.ray.sync_timeout_s
+        if time.monotonic() - short_since > limit:
+            raise ClusterFailure(
+                f"the live Ray nodes have been short of what this run's actors need for ray.sync_timeout_s={limit:g} s "
+                f"(an actor's node is gone?): {missing}; add a node with those resources, or fewer ray.learners / "
+                "ray.rollout_workers")
+        return short_since
+
+    def _missing_resources(self) -> dict[str, str]:
+        """{resource: "need N, have M"} of what the live nodes lack for every learner and rollout worker at once
+        (the CPU/GPU each takes and the custom resources of ray.*_resources); {} when colocated (placement groups
+        reserve their bundles)."""
+        if self.colocated:
+            return {}
+        unit = "GPU" if self.gpu else "CPU"
+        need: dict[str, float] = {unit: len(self.learners) + len(self.workers)}
+        for count, extra in ((len(self.learners), self.cfg.ray.learner_resources),
+                             (len(self.workers), self.cfg.ray.rollout_resources)):
+            for name, amount in extra.items():
+                need[name] = need.get(name, 0.0) + count * amount
+        have = ray.cluster_resources()
+        return {name: f"need {n:g}, have {have.get(name, 0):g}" for name, n in need.items() if have.get(name, 0) < n}
 
     # ------------------------------------------------------------------ rollout
 
@@ -239,7 +280,7 @@ class Cluster:
             failed = False
             for k, ref in refs.items():
                 try:
-                    batch, stats, version = ray.get(ref)
+                    batch, stats, version = self._gather([ref])[0]
                 except ACTOR_LOST:
                     failed = True
                     continue
@@ -263,22 +304,22 @@ class Cluster:
         """One GRPO step on all learner ranks (same samples, advantages set; each trains its shard); rank 0's
         metrics."""
         ref = ray.put(samples)  # serialised once, not once per learner
-        return gather([lw.update.remote(ref) for lw in self.learners])[0]
+        return self._gather([lw.update.remote(ref) for lw in self.learners])[0]
 
     def sft_update(self, samples: list) -> dict[str, float]:
         """One supervised step on all learner ranks (same samples; each trains its shard); rank 0's metrics."""
         ref = ray.put(samples)  # serialised once, not once per learner
-        return gather([lw.sft_update.remote(ref) for lw in self.learners])[0]
+        return self._gather([lw.sft_update.remote(ref) for lw in self.learners])[0]
 
     def export(self, path: str) -> None:
         """The learners' policy as a Hugging Face folder at `path` (model.dtype, tokenizer, processor files)."""
-        gather([lw.export.remote(path) for lw in self.learners])
+        self._gather([lw.export.remote(path) for lw in self.learners])
 
     def save_checkpoint(self, root: str, extra: dict) -> str:
-        return gather([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
+        return self._gather([lw.save_checkpoint.remote(root, extra) for lw in self.learners])[0]
 
     def load_checkpoint(self, path: str) -> dict:
-        return gather([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
+        return self._gather([lw.load_checkpoint.remote(path) for lw in self.learners])[0]
 
     def weights_digests(self) -> tuple[str, list[str]]:
         """(learner digest, each rollout worker's digest): all equal right after a sync."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from ray.exceptions import RayTaskError
 
 from engine.algo.advantages import advantages_for
 from engine.algo.dynamic_sampling import fill_informative
@@ -29,6 +30,7 @@ from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import ClusterFailure, VthinkError
 from engine.learner.checkpoint import latest
+from engine.learner.errors import CheckpointError
 from engine.model import policy_dir, policy_spec
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.interrupt import Interrupted, resume_command, stop_on_interrupt
@@ -243,7 +245,11 @@ class Trainer:
 
     def checkpoint(self) -> str:
         extra = {"step": self.step, "stream": self.stream.state(), "version": self.cluster.version}
-        return self.cluster.save_checkpoint(str(self.out / "checkpoints"), extra)
+        try:
+            return self.cluster.save_checkpoint(str(self.out / "checkpoints"), extra)
+        except CheckpointError as e:  # e.g. a full disk: say so in one line, with the way back
+            raise CheckpointError(f"{e.cause if isinstance(e, RayTaskError) else e}; make room, then continue with: "
+                                  f"{resume_command(str(self.out / 'config.json'))}") from None
 
     def resume(self, path: str | None) -> None:
         """Restore learners, prompt stream, step and weight version; the rollout gets the weights by sync. None:
