@@ -30,7 +30,7 @@ class ModelConfig:
     """The policy: a local Hugging Face folder, or the embedded tiny model."""
 
     # a local Hugging Face directory (or a vthink run folder: its newest policy); None or "tiny" = the embedded tiny
-    # model; "tiny-reader" = that model after a text-only warm-up reading multiple-choice options (built once, cached)
+    # model; "tiny-reader" = that model after a text-only warm-up (reading options, tool calls; built once, cached)
     path: str | None = None
     # compute dtype of the rollout and the learner (master weights stay fp32) and of saved checkpoints
     dtype: Dtype = "float32"

@@ -89,8 +89,8 @@ class Cluster:
         # "control": a second thread for abort_sync, which must run while send_weights is blocked.
         learner_cls = ray.remote(concurrency_groups={"control": 1}, **res)(LearnerWorker)
         learner_where = {"resources": dict(cfg.ray.learner_resources)} if cfg.ray.learner_resources else {}
-        self.learners = [learner_cls.options(**place[r], **learner_where).remote(cfg, r, n_learners, learner_threads, gpu)
-                         for r in range(n_learners)]
+        self.learners = [learner_cls.options(**place[r], **learner_where).remote(cfg, r, n_learners, learner_threads,
+                                                                                 gpu) for r in range(n_learners)]
         worker_cls = ray.remote(max_restarts=-1, max_task_retries=0, **res)(RolloutWorker)
         worker_where = {"resources": dict(cfg.ray.rollout_resources)} if cfg.ray.rollout_resources else {}
         self.workers = [worker_cls.options(**place[i], **worker_where).remote(cfg, i, worker_threads, gpu)

@@ -337,12 +337,10 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                 who = ", ".join(cluster.dead()) or "an actor"
                 if restarts >= cfg.trainer.max_restarts:
                     checkpoint = latest(ckpt_root)
-                    raise ClusterFailure(
-                        f"{who} died: {why}; no restart left ({restarts} of trainer.max_restarts="
-                        f"{cfg.trainer.max_restarts} used). "
-                        + (f"The newest checkpoint is {checkpoint}; continue with: "
-                           f"{resume_command(str(out / 'config.json'))}" if checkpoint else "No checkpoint was written.")
-                    ) from e
+                    after = (f"The newest checkpoint is {checkpoint}; continue with: "
+                             f"{resume_command(str(out / 'config.json'))}" if checkpoint else "No checkpoint was written.")
+                    raise ClusterFailure(f"{who} died: {why}; no restart left ({restarts} of trainer.max_restarts="
+                                         f"{cfg.trainer.max_restarts} used). {after}") from e
                 restarts += 1
                 cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
                 cluster = None

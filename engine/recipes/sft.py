@@ -80,7 +80,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
         from engine.recipes.reader import Rehearsal
 
         rehearse = Rehearsal(tokenizer, cfg.sft.reader_examples, cfg.trainer.seed)
-        log(f"sft: {cfg.sft.reader_examples} of the reading warm-up's text examples in every batch (sft.reader_examples)")
+        log(f"sft: {cfg.sft.reader_examples} of the warm-up's text examples in every batch (sft.reader_examples)")
 
     def teach(batch_rows: list) -> list:
         """The rows' teacher-forced samples: their replayed trajectories, or their target traces (and

@@ -24,7 +24,8 @@ def task_error(cause: BaseException) -> RayTaskError:
 
 
 def test_failures_worth_a_restart_are_told_from_those_that_would_repeat():
-    worth = [ActorDiedError(), task_error(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")),
+    worth = [ActorDiedError(),
+             task_error(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")),
              task_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")),
              task_error(WeightSyncError("weight sync timed out after 600 s")),
              task_error(RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled system error")),
@@ -81,7 +82,8 @@ def test_a_learner_killed_mid_run_is_restarted_and_every_step_runs_once(tmp_path
     assert line.startswith("restart 1/3 after learner rank 1 died: ") and line.endswith("resumed from step 2")
     assert line in logs and metrics[2]["restarts"] == 1
     assert [comparable(m) for m in metrics] == [comparable(m) for m in clean]  # nothing lost, doubled or changed
-    traced = [json.loads(x) for x in (tmp_path / "faulty" / "run" / "rollouts" / "step-3.jsonl").read_text().splitlines()]
+    trace = tmp_path / "faulty" / "run" / "rollouts" / "step-3.jsonl"
+    traced = [json.loads(x) for x in trace.read_text().splitlines()]
     assert traced and {t["step"] for t in traced} == {3}
 
 
