@@ -44,7 +44,7 @@ from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
 from engine.rollout.backend import SamplingParams
 from engine.rollout.seeds import derive_seed
-from engine.telemetry.metrics import MetricsLog, read_metrics
+from engine.telemetry.metrics import MetricsLog, keep_metrics_through, read_metrics
 from engine.telemetry.phases import PhaseTimer
 from engine.telemetry.report import plot_rewards, summary_table
 from engine.telemetry.traces import TraceWriter, choose
@@ -61,12 +61,6 @@ def held_out_line(result: dict) -> str:
     kinds = " | ".join(f"{k} {v['accuracy']:.3f} (n={v['n']})" for k, v in sorted(result["per_kind"].items()))
     return (f"held-out: {result['overall']['questions']} questions | score {result['overall']['score']:.3f} | "
             f"{kinds} | format {result['format']:.3f}")
-
-
-def keep_metrics_through(path: Path, step: int) -> None:
-    """Drop the metrics lines of steps after `step` (the checkpoint a run resumes from): redone steps appear once."""
-    kept = [m for m in read_metrics(path) if m["step"] <= step]
-    path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
 
 
 def score_batch(cfg: Config, samples: list, by_id: dict) -> list:

@@ -16,7 +16,6 @@ Metrics go to <out>/metrics.jsonl; the result is a Hugging Face folder at <out>.
 """
 from __future__ import annotations
 
-import json
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 import shutil
@@ -31,7 +30,7 @@ from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
 from engine.rollout.teacher import has_target, replay, trace_samples
-from engine.telemetry.metrics import MetricsLog, read_metrics
+from engine.telemetry.metrics import MetricsLog, keep_metrics_through
 
 Log = Callable[[str], None]
 
@@ -107,9 +106,8 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1, **extra["stream"])
             log(f"sft: resumed from {last} at step {start}")
         metrics_log = MetricsLog(out, steps, append=last is not None)
-        if last is not None:  # drop the lines of steps the checkpoint does not contain
-            kept = [m for m in read_metrics(metrics_log.path) if m["step"] <= start]
-            metrics_log.path.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+        if last is not None:
+            keep_metrics_through(metrics_log.path, start)
 
         def draw() -> tuple[Future, dict]:
             """The next batch, built (trajectory replay, frames, tokens) while the learners take this step, and

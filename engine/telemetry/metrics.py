@@ -95,6 +95,12 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def keep_metrics_through(path: Path, step: int) -> None:
+    """Drop the lines of steps after `step` (the checkpoint a run resumes from): steps redone are logged once."""
+    kept = [m for m in read_metrics(path) if m["step"] <= step]
+    Path(path).write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+
+
 def _markdown(line: dict) -> str:
     head = (f"**{line['row_id']}** ({line['kind']}) reward {line['reward']['total']:.3f}, "
             f"answer `{line['answer']}`\n\n")
