@@ -65,7 +65,10 @@ def cmd_sft(cfg, resume: bool = False) -> int:
     if cfg.sft.steps < 1 and cfg.sft.epochs < 1:
         raise ConfigError("sft.steps", "`vthink sft` needs sft.steps >= 1 or sft.epochs >= 1")
     out = Path(cfg.trainer.output_dir)
-    run_sft(cfg, prepare(cfg, "train", out), out / "sft", resume=resume)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # what a Ctrl-C's --resume continues
+    run_sft(cfg, prepare(cfg, "train", out), out / "sft", resume=resume,
+            resume_with=f"vthink sft {out / 'config.json'} --resume")
     return 0
 
 

@@ -295,8 +295,9 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
             + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
         if sft_pending:
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # what a Ctrl-C's --resume reads
             run_sft(cfg, data, sft_dir, log, resume=resume and latest(sft_dir / "checkpoints") is not None,
-                    keep_ray=True)
+                    keep_ray=True, resume_with=resume_command(str(out / "config.json")))
             cluster = Cluster.launch(resolve_placement(grpo_cfg, log), log)
         cfg = cluster.cfg
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

@@ -17,8 +17,9 @@ Metrics go to <out>/metrics.jsonl; the result is a Hugging Face folder at <out>.
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+import random
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -27,9 +28,10 @@ from engine.config import Config
 from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_on
+from engine.orchestration.interrupt import Interrupted, stop_on_interrupt
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
-from engine.rollout.teacher import has_target, replay, trace_samples
+from engine.rollout.teacher import has_target, replay, shuffle_options, trace_samples
 from engine.telemetry.metrics import MetricsLog, keep_metrics_through
 
 Log = Callable[[str], None]
@@ -48,9 +50,11 @@ def sft_steps(cfg: Config, n_rows: int) -> int:
 
 
 def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[str, list[dict]] | None = None,
-            resume: bool = False, keep_ray: bool = False) -> Path:
+            resume: bool = False, keep_ray: bool = False, resume_with: str | None = None) -> Path:
     """Fine-tune model.path on `data` (engine/data/sources.py Data) and save the policy to `out`.
-    `keep_ray`: leave Ray running for the phase that follows (GRPO), which starts its actors on it."""
+    `keep_ray`: leave Ray running for the phase that follows (GRPO), which starts its actors on it.
+    A first Ctrl-C lets the step under way finish, checkpoints it and raises Interrupted; the line it logs names
+    `resume_with`, the command that continues the run (orchestration/interrupt.py)."""
     from transformers import AutoConfig, AutoTokenizer
 
     from engine.model import policy_dir
@@ -81,11 +85,15 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
         rehearse = Rehearsal(tokenizer, cfg.sft.reader_examples, cfg.trainer.seed)
         log(f"sft: {cfg.sft.reader_examples} of the warm-up's text examples in every batch (sft.reader_examples)")
 
-    def teach(batch_rows: list) -> list:
-        """The rows' teacher-forced samples: their replayed trajectories, or their target traces (and
-        sft.reader_examples text-only ones)."""
+    def teach(batch_rows: list, step: int) -> list:
+        """The rows' teacher-forced samples: their replayed trajectories, or their target traces (options
+        shuffled with sft.shuffle_options; and sft.reader_examples text-only ones)."""
+        turns = [trajectories[r.id] for r in batch_rows] if trajectories is not None else [None] * len(batch_rows)
+        if cfg.sft.shuffle_options:
+            rng = random.Random(cfg.trainer.seed * 100_003 + step)  # a resumed run draws the same orders
+            batch_rows, turns = map(list, zip(*(shuffle_options(r, t, rng) for r, t in zip(batch_rows, turns))))
         if trajectories is not None:
-            samples = replay(batch_rows, [trajectories[r.id] for r in batch_rows], rollout, tokenizer, end_id)[0]
+            samples = replay(batch_rows, turns, rollout, tokenizer, end_id)[0]
         else:
             prompts = [rollout.prepare(r) for r in batch_rows]
             samples = trace_samples(batch_rows, data.records, prompts, tokenizer, end_id, cfg.reward.format_layout)
@@ -109,29 +117,36 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
         if last is not None:
             keep_metrics_through(metrics_log.path, start)
 
-        def draw() -> tuple[Future, dict]:
-            """The next batch, built (trajectory replay, frames, tokens) while the learners take this step, and
-            the stream's state once it is drawn (what a checkpoint after that step resumes from)."""
+        def draw(step: int) -> tuple[Future, dict]:
+            """Step `step`'s batch, built (trajectory replay, frames, tokens) while the learners take the one
+            before, and the stream's state once it is drawn (what a checkpoint after that step resumes from)."""
             picked = next(stream)
-            return prefetch.submit(teach, picked), stream.state()
+            return prefetch.submit(teach, picked, step), stream.state()
 
-        upcoming = draw() if start < steps else None
-        for step in range(start, steps):
-            (ready, drawn), upcoming = upcoming, (draw() if step + 1 < steps else None)
-            learner = cluster.sft_update(ready.result())
-            learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
-            done = step + 1
-            m = {"step": done, **learner}  # 1-based, as GRPO's: the step that finished
-            if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
-                cluster.sync_weights()
-                result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
-                m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-            if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
-                cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
-            metrics_log.write(m)
-            if step % 25 == 0 or done == steps or "eval_accuracy" in m:
-                log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
-                    + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
+        upcoming = draw(start) if start < steps else None
+        with stop_on_interrupt(log) as stop:
+            for step in range(start, steps):
+                (ready, drawn), upcoming = upcoming, (draw(step + 1) if step + 1 < steps else None)
+                learner = cluster.sft_update(ready.result())
+                learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
+                done = step + 1
+                m = {"step": done, **learner}  # 1-based, as GRPO's: the step that finished
+                if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
+                    cluster.sync_weights()
+                    result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
+                    m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+                if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
+                    cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
+                metrics_log.write(m)
+                if step % 25 == 0 or done == steps or "eval_accuracy" in m:
+                    log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
+                        + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
+                if stop.requested and done < steps:  # Ctrl-C: this step is done and recorded; keep it and stop
+                    saved = cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
+                    metrics_log.close()
+                    log(f"interrupted at step {done}; checkpoint {saved}"
+                        + (f"; continue with: {resume_with}" if resume_with else ""))
+                    raise Interrupted(done, saved)
         metrics_log.close()
         # Written aside, then renamed in: a crash never leaves a half-written policy that looks complete.
         partial = out / ".export"

@@ -42,21 +42,21 @@ class FrameZoomTool(Tool):
     name = "frame_zoom"
     description = ("Look again, more densely, at a time window of the video: returns frames sampled only "
                    "from [start, end], each with its real timestamp.")
-    parameters = {
-        "type": "object",
-        "properties": {
-            "start": {"type": ["number", "string"], "description": f"window start: {_TIME_DOC}"},
-            "end": {"type": ["number", "string"], "description": f"window end: {_TIME_DOC}"},
-            "num_frames": {"type": "integer", "description": f"frames to return (even, at most {MAX_ZOOM_FRAMES}); "
-                                                             "default: the frame policy's count"},
-        },
-        "required": ["start", "end"],
-    }
 
     def __init__(self, max_frames: int = MAX_ZOOM_FRAMES):
         if max_frames < 2:
             raise ConfigError("rollout.max_zoom_frames", f"must be >= 2, got {max_frames}")
         self.max_frames = max_frames - max_frames % 2
+        self.parameters = {  # states this instance's limit (rollout.max_zoom_frames), which the model must respect
+            "type": "object",
+            "properties": {
+                "start": {"type": ["number", "string"], "description": f"window start: {_TIME_DOC}"},
+                "end": {"type": ["number", "string"], "description": f"window end: {_TIME_DOC}"},
+                "num_frames": {"type": "integer", "description": f"frames to return (even, at most {self.max_frames}); "
+                                                                 "default: the frame policy's count"},
+            },
+            "required": ["start", "end"],
+        }
 
     def convert(self, arguments: dict) -> FrameZoomArgs:
         start = arg_time(self.name, arguments, "start")

@@ -1,5 +1,6 @@
-"""Ctrl-C during `vthink train`: the step under way finishes, a checkpoint is written, one line says where and how to
+"""Ctrl-C during `vthink train` and `vthink sft`: the step under way finishes, a checkpoint is written, one line says where and how to
 go on, the exit status is 130 and no traceback is printed; --resume continues from that step."""
+import json
 import os
 import signal
 import subprocess
@@ -45,3 +46,42 @@ def test_ctrl_c_checkpoints_the_finished_step_and_resume_continues(tmp_path):
                               "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"at step {step}" in resumed.stdout and f"step {step + 1}/{step + 1}" in resumed.stdout
+
+
+def test_ctrl_c_in_vthink_sft_checkpoints_and_resume_continues(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "engine.cli", "sft", f"data.dir={tmp_path / 'data'}", "data.num_videos=4",
+            "data.duration_s=4", "video.fps=1", "video.min_frames=2", "video.max_frames=4", "video.max_pixels=12544",
+            "sft.batch_size=2", "sft.lr=1e-4", "ray.rollout_workers=1", "ray.learners=1",
+            f"trainer.output_dir={run}", "sft.steps=400"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("sft 1/400"):  # SFT logs step 1, then every 25th
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    out, err = proc.communicate(timeout=300)
+    out = "".join(lines) + out
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    stopped = [x for x in out.splitlines() if x.startswith("interrupted at step ")]
+    assert len(stopped) == 1, out
+    step = int(stopped[0].split()[3].rstrip(";"))
+    assert 1 <= step < 400
+    assert (run / "sft" / "checkpoints" / f"step-{step:08d}").is_dir()
+    assert not (run / "sft" / "config.json").exists()  # no half-trained policy that looks finished
+    logged = [json.loads(x)["step"] for x in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, step + 1))
+    command = stopped[0].split("continue with: ")[1].split()
+    assert command[:2] == ["vthink", "sft"] and command[-1] == "--resume" and command[2] == str(run / "config.json")
+    resumed = subprocess.run([sys.executable, "-m", "engine.cli", "sft", command[2], f"sft.steps={step + 1}",
+                              "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at step {step}" in resumed.stdout and f"sft {step + 1}/{step + 1}" in resumed.stdout
+    assert (run / "sft" / "config.json").is_file()
+    logged = [json.loads(x)["step"] for x in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, step + 2))

@@ -132,3 +132,13 @@ def test_relook_observation_serves_the_closed_span(make_ctx):
     assert relook_observation("no span here", ctx) is None
     late = relook_observation("<time>00:20-00:25</time>", ctx)
     assert late.error and "past the end of the video" in late.text
+
+
+@pytest.mark.parametrize("limit", [2, 7, 8, MAX_ZOOM_FRAMES])
+def test_frame_zoom_schema_states_the_configured_frame_limit(limit):
+    """The model is told rollout.max_zoom_frames (even), the limit the tool then enforces, not the default's."""
+    schema = default_registry(max_zoom_frames=limit).get("frame_zoom").schema()
+    described = schema["function"]["parameters"]["properties"]["num_frames"]["description"]
+    assert f"at most {limit - limit % 2})" in described
+    other = 32 if limit != 32 else 8
+    assert f"at most {other})" not in described
