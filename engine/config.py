@@ -233,6 +233,9 @@ class SFTConfig:
     # text-only examples of tiny-reader's warm-up (engine/recipes/reader.py) added to every SFT batch, so a few
     # hundred trajectories do not overwrite what the warm-up taught the embedded model (the demo's agent); 0 = none
     reader_examples: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')
+    # each multiple-choice row's options in a fresh order every time it is drawn, the letters its target writes
+    # (answer, option scan) moved with them (engine/rollout/teacher.py shuffle_options)
+    shuffle_options: bool = False
 
 
 @dataclass

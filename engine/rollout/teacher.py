@@ -7,11 +7,16 @@ the learners, which build their tensors (engine/learner/batch.py) as they do for
 """
 from __future__ import annotations
 
+import random
+import re
+from dataclasses import replace
+
 from engine.data.schema import format_span
 from engine.rollout.agent import AgentLoop, Episode
 from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample
 from engine.rollout.seeds import SeedTable
+from engine.synth.planner import scan_options
 
 
 def has_target(row, records: dict) -> bool:
@@ -47,6 +52,40 @@ def trace_samples(rows, records, prompts, tokenizer, end_id: int, layout: str = 
         ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [end_id]
         samples.append(Sample(i, row.id, prompt.prompt_ids, ids, [0.0] * len(ids), prompt.video))
     return samples
+
+
+_SCAN = re.compile(r"<think>((?:[A-H]\. [^<]*? (?:yes|no)\.\s?)+)</think>")
+_LETTER = re.compile(r"(<answer>|\boption )([A-H])\b")
+
+
+def shuffle_options(row, turns: list[dict] | None, rng: random.Random) -> tuple:
+    """`sft.shuffle_options`: the multiple-choice row with its options in a fresh order, and its trajectory with
+    the letters its assistant turns (or the row's reasoning trace) write moved with them: the answer
+    (`<answer>X</answer>`, "option X") and an option scan (`A. blue no. B. red yes.`, engine/synth/planner.py),
+    rewritten in the new order. Which option is right, what the video shows and every tool turn stay as they were.
+    Other rows come back unchanged. Why: a few hundred trajectories with one option order each teach a small model
+    the letters of those questions, not to read the options back (the agent demo, #25)."""
+    if row.kind != "mcq" or len(row.options) < 2:
+        return row, turns
+    order = list(range(len(row.options)))
+    rng.shuffle(order)
+    options = [row.options[i] for i in order]
+    new_letter = {chr(65 + old): chr(65 + new) for new, old in enumerate(order)}
+    right = row.options[ord(row.answer) - 65]
+
+    def rewrite(text: str) -> str:
+        text = _SCAN.sub(lambda m: f"<think>{_scan(options, right)}</think>", text)
+        return _LETTER.sub(lambda m: m.group(1) + new_letter.get(m.group(2), m.group(2)), text)
+
+    if turns is not None:
+        turns = [{**t, "text": rewrite(t["text"])} if t["role"] == "assistant" and t.get("text") else t
+                 for t in turns]
+    reasoning = rewrite(row.reasoning) if row.reasoning else row.reasoning
+    return replace(row, options=options, answer=new_letter[row.answer], reasoning=reasoning), turns
+
+
+def _scan(options: list[str], right: str) -> str:
+    return scan_options([(chr(65 + i), o) for i, o in enumerate(options)], right)
 
 
 class TeacherBackend(Backend):
