@@ -314,10 +314,30 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         if trainer.checkpoint_every != cfg.trainer.checkpoint_every:
             log(f"checkpoints every {trainer.checkpoint_every} steps, so that a restart (trainer.max_restarts="
                 f"{cfg.trainer.max_restarts}) resumes near where it stopped; set trainer.checkpoint_every to choose")
-        history, restarts = [], 0
+        history, restarts, relaunch = [], 0, None
         while True:
             try:
+                if relaunch is not None:  # after a failure: every actor anew, from the newest checkpoint
+                    cluster = Cluster.launch(cfg, log)
+                    cluster.start(data.records)  # an actor lost while starting is one more failure, as any other
+                    trainer.cluster = cluster
+                    checkpoint = latest(ckpt_root)
+                    trainer.resume(None if checkpoint is None else str(checkpoint))
+                    keep_metrics_through(metrics_log.path, trainer.step)  # the steps redone are logged once
+                    line = (f"restart {restarts}/{cfg.trainer.max_restarts} after {relaunch}; resumed from step "
+                            f"{trainer.step}")
+                    log(line)
+                    trainer.note = {"restart": line, "restarts": restarts}
+                    history = [m for m in history if m["step"] <= trainer.step]
+                    relaunch = None
                 history += trainer.run(cfg.trainer.steps, metrics_log)
+                if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn
+                    metrics_log.close()
+                    raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "
+                                      + "; ".join(trainer.failed[:5]))
+                # The final eval and checkpoint are supervised too: a fault there redoes the steps since the last one.
+                final_eval = trainer.last_eval if trainer.last_eval is not None else trainer.evaluate()
+                path = trainer.checkpoint()
                 break
             except Interrupted as e:
                 e.checkpoint = trainer.checkpoint()
@@ -329,7 +349,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                 why = infrastructure_failure(e)
                 if why is None:
                     raise  # the data, the config or the code: it would fail the same way again
-                who = ", ".join(cluster.dead()) or "an actor"
+                who = (", ".join(cluster.dead()) if cluster is not None else "") or "an actor"
                 if restarts >= cfg.trainer.max_restarts:
                     checkpoint = latest(ckpt_root)
                     after = (f"The newest checkpoint is {checkpoint}; continue with: "
@@ -337,29 +357,15 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                     raise ClusterFailure(f"{who} died: {why}; no restart left ({restarts} of trainer.max_restarts="
                                          f"{cfg.trainer.max_restarts} used). {after}") from e
                 restarts += 1
-                cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+                log(f"{who} died: {why}; starting every actor again (restart {restarts}/{cfg.trainer.max_restarts})")
+                if cluster is not None:
+                    cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
                 cluster = None
-                cluster = Cluster.launch(cfg, log)
-                cluster.start(data.records)
-                trainer.cluster = cluster
-                checkpoint = latest(ckpt_root)
-                trainer.resume(None if checkpoint is None else str(checkpoint))
-                keep_metrics_through(metrics_log.path, trainer.step)  # the steps redone are logged once
-                line = (f"restart {restarts}/{cfg.trainer.max_restarts} after {who} died: {why}; resumed from step "
-                        f"{trainer.step}")
-                log(line)
-                trainer.note = {"restart": line, "restarts": restarts}
-                history = [m for m in history if m["step"] <= trainer.step]
-        if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn from
-            metrics_log.close()
-            raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "
-                              + "; ".join(trainer.failed[:5]))
+                relaunch = f"{who} died: {why}"
         summary = {**data.summary(), "failed_prompts": len(trainer.failed), "failures": trainer.failed[:100]}
         (out / "data.json").write_text(json.dumps(summary, indent=2))
-        final_eval = trainer.last_eval if trainer.last_eval is not None else trainer.evaluate()
         if final_eval:
             (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
-        path = trainer.checkpoint()
         metrics_log.close()
         history = read_metrics(metrics_log.path)
         log(summary_table(history))

@@ -70,11 +70,18 @@ def comparable(m: dict) -> dict:
     return {k: v for k, v in stable(m).items() if k not in ("weight_version", "restart", "restarts")}
 
 
-def test_a_learner_killed_mid_run_is_restarted_and_every_step_runs_once(tmp_path, monkeypatch):
-    clean = train(run_config(tmp_path, "clean"), log=lambda _: None)
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """(the metrics of the run without a fault, its data folder, which the faulty runs share)."""
+    root = tmp_path_factory.mktemp("clean")
+    return train(run_config(root, "clean"), log=lambda _: None), f"data.dir={root / 'data'}"
+
+
+def test_a_learner_killed_mid_run_is_restarted_and_every_step_runs_once(tmp_path, monkeypatch, clean):
+    clean, data = clean
     calls = kill_learner_during_update(monkeypatch, call=3)
     logs = []
-    train(run_config(tmp_path, "faulty"), log=logs.append)
+    train(run_config(tmp_path, "faulty", data), log=logs.append)
     assert len(calls) == 5  # steps 1-3, then 3 and 4 again from the step-2 checkpoint
     metrics = read_metrics(tmp_path / "faulty" / "run" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # each step once, the redone one included
@@ -85,6 +92,34 @@ def test_a_learner_killed_mid_run_is_restarted_and_every_step_runs_once(tmp_path
     trace = tmp_path / "faulty" / "run" / "rollouts" / "step-3.jsonl"
     traced = [json.loads(x) for x in trace.read_text().splitlines()]
     assert traced and {t["step"] for t in traced} == {3}
+
+
+def test_an_actor_lost_while_the_run_restarts_is_one_more_restart(tmp_path, monkeypatch, clean):
+    """A fault while the actors start again (a node going down in a row, a chaos schedule) is retried like the
+    first, not an end to the run."""
+    kill_learner_during_update(monkeypatch, call=3)
+    starts, original = [], Cluster.start
+
+    def start(self, records):
+        starts.append(1)
+        if len(starts) == 2:  # the first relaunch: its rollout worker dies before the cluster is up
+            os.kill(ray.get(self.workers[0].pid.remote()), signal.SIGKILL)
+        return original(self, records)
+
+    monkeypatch.setattr(Cluster, "start", start)
+    clean, data = clean
+    logs = []
+    train(run_config(tmp_path, "twice", data), log=logs.append)
+    assert len(starts) == 3
+    died = [x for x in logs if " died: " in x and "starting every actor again" in x]
+    assert died[0].startswith("learner rank 1 died: ") and died[0].endswith("(restart 1/3)"), logs
+    assert died[1].startswith("rollout worker 0 died: ") and died[1].endswith("(restart 2/3)"), logs
+    restarts = [x for x in logs if x.startswith("restart ")]
+    assert len(restarts) == 1 and restarts[0].startswith("restart 2/3 after rollout worker 0 died: "), logs
+    assert restarts[0].endswith("resumed from step 2")
+    metrics = read_metrics(tmp_path / "twice" / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4] and metrics[2]["restarts"] == 2
+    assert [comparable(m) for m in metrics] == [comparable(m) for m in clean]
 
 
 def test_without_restarts_left_the_run_ends_with_a_typed_error_naming_who_and_the_checkpoint(tmp_path, monkeypatch):
