@@ -134,6 +134,9 @@ class RolloutConfig:
     max_visual_tokens: int = ruled(4096, lambda v: v >= 0,
                                    'an integer >= 0')
     tools: list[ToolName] = field(default_factory=lambda: list(TOOL_NAMES))  # offered in agent mode
+    # agent mode: every tool response ends with the question again, options included, so the answer reads them
+    # nearby rather than past the tool schemas, the video and every earlier turn (on in the tiny agent demo)
+    question_reminder: bool = False
     # `vthink eval`, agent mode: answer directly when exp(mean answer-token log-prob) >= tool_gate, else use tools
     tool_gate: float | None = ruled(None, lambda v: v is None or 0 <= v <= 1, 'null or a number in [0, 1]')
     # threads running tool calls under generation; 0 = inline (serialised)

@@ -25,9 +25,11 @@ to come from the frames later (trained_blank, which sees blank frames, stays at 
 from retrieval over the coarse captions. Fresh random examples every step; the result is cached beside the tiny
 model, keyed by seed, architecture and READER_VERSION.
 
-Measured limit: in the agent's real episodes the answer's lookup does not carry over. With video between the options
-and the answer, the agent names the right colour (0.77-0.94 of held-out questions) and still writes a letter at
-chance, though it reads options in text at 1.00 after SFT with `sft.reader_examples`.
+Measured limit: the lookup is short-sighted. Put the tool schemas a rollout's system turn carries (~640 tokens) before
+the same exchange and this reader answers it at 0.48 instead of 1.00; taught with them (1600 steps, 2.5x the time) it
+reads options at 0.62 and the agent's SFT still writes letters at chance (0.18), as it did without (0.20-0.28), though
+it names the right colour (0.82-0.94). The agent demo therefore closes each tool response with the question again
+(`rollout.question_reminder`), so the options sit a few tokens before the answer, as in the thinker's prompt.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from engine.tools.retrieval import ClipHit
 from engine.tools.timefmt import format_time
 
 READER_STEPS = 1600
-READER_VERSION = 4  # bump when the examples or the recipe change, so cached readers are rebuilt
+READER_VERSION = 3  # bump when the examples or the recipe change, so cached readers are rebuilt
 BATCH, LR = 16, 1e-3
 ZOOM_FRAMES = 8  # the demo's rollout.max_zoom_frames, which frame_zoom's schema states
 STAMP = "vthink_reader.json"
@@ -115,10 +117,10 @@ def agent_example(rng: random.Random, tokenizer, registry) -> tuple[list[tuple[s
         answer, think = seen, f"The box shows over {seen}."
     messages = [{"role": "system", "content": AGENT_PROMPT},
                 {"role": "user", "content": [{"type": "text", "text": question_text(row)}]}]
-    # With the tool schemas in the system turn, as a rollout renders it: they put ~640 tokens before the options, and
-    # a reader taught without them reads the options back at 0.48 with them (1.00 without).
-    prompt = tokenizer.apply_chat_template(messages, tools=registry.schemas(), tokenize=False,
-                                           add_generation_prompt=True)
+    # Without the tool schemas the chat template adds to the system turn in a rollout: they would make the example
+    # 3x longer (1.7 s a step on 2 cores). Taught with them (1600 steps), the reader read options at 0.62 and the
+    # agent demo's SFT still answered at chance; rollout.question_reminder is what brings the options near the answer.
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     near = [t for t in (best - 2, best + 2) if rng.random() < 0.6]
     rng.shuffle(near)
     hits = [ClipHit(best, best + 2, 5.49)] + [ClipHit(t, t + 2, rng.choice([5.49, 4.16])) for t in near]

@@ -43,6 +43,7 @@ class LoopConfig:
     tool_workers: int = 4  # threads running tools; 0 runs them inline (serialised, for comparison)
     max_repeats: int = 1  # identical consecutive calls allowed; the next one gets an error observation
     max_frames: int | None = None  # frames seen per sample (prompt + observations); None = no limit
+    question_reminder: bool = False  # every tool response ends with the question again (Episode.reminder)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Episode:
     prompt_ids: list[int]
     videos: list[VideoInput]
     ctx: Any = None  # engine.tools.ToolContext for this sample's video (None: no tools, no re-look)
+    reminder: str = ""  # closes every tool response (rollout.question_reminder): the question and its options
 
 
 @dataclass
@@ -262,11 +264,11 @@ class AgentLoop:
 
     # ------------------------------------------------------------------ observations (worker threads)
 
-    def _rendered(self, obs, ended: bool) -> tuple[list[int], list[VideoInput]]:
+    def _rendered(self, t: _Traj, obs, ended: bool) -> tuple[list[int], list[VideoInput]]:
         """observation_token_ids, minus its leading <|im_end|> when the model already ended its turn."""
         from engine.tools import observation_token_ids
 
-        ids, videos = observation_token_ids(obs, self.tok, self.spec)
+        ids, videos = observation_token_ids(obs, self.tok, self.spec, t.ep.reminder)
         if ended and ids and ids[0] == self.end_id:
             ids = ids[1:]
         return ids, videos
@@ -278,7 +280,7 @@ class AgentLoop:
         from engine.tools import Observation
 
         obs = Observation(text=f"Error: {message}", error=message)
-        ids, _ = self._rendered(obs, ended)
+        ids, _ = self._rendered(t, obs, ended)
         return Injection(ids, [], ToolEvent(len(t.turn_starts), "error", None, raw, False, obs.text, counter), counter)
 
     def _tool_response(self, t: _Traj, turn_text: str) -> Injection:
@@ -309,7 +311,7 @@ class AgentLoop:
                 counter = "bad_arguments"
             else:
                 counter = "tool_failed"
-        ids, videos = self._rendered(obs, ended=False)
+        ids, videos = self._rendered(t, obs, ended=False)
         event = ToolEvent(len(t.turn_starts), "tool", call.name, call.arguments, obs.error is None, obs.text,
                           obs.error, self._visual(videos), time.perf_counter() - t0)
         return Injection(ids, videos, event, counter)

@@ -10,7 +10,7 @@ from engine.model import video_prompt_ids
 from engine.rollout.agent import AgentLoop, Episode, LoopConfig, LoopStats
 from engine.rollout.backend import Backend, SamplingParams
 from engine.rollout.batch import RolloutBatch, VideoInput
-from engine.rollout.prompt import build_messages
+from engine.rollout.prompt import build_messages, question_reminder
 from engine.rollout.seeds import SeedTable
 
 
@@ -21,6 +21,7 @@ class Prompt:
     prompt_ids: list[int]
     videos: list[VideoInput]
     ctx: object = None  # engine.tools.ToolContext
+    reminder: str = ""  # what closes each tool response (rollout.question_reminder)
 
     @property
     def video(self) -> VideoInput | None:
@@ -97,7 +98,8 @@ class GroupedRollout:
 
             duration = self.video.probe(str(row.video)).duration_s
             ctx = ToolContext(str(row.video), self.video, self.frame_policy, duration)
-        return Prompt(ids, [video], ctx)
+        reminder = question_reminder(row) if self.loop_cfg.tools and self.loop_cfg.question_reminder else ""
+        return Prompt(ids, [video], ctx, reminder)
 
     def run(self, rows: list, group_size: int, params: SamplingParams, first_prompt: int = 0
             ) -> tuple[RolloutBatch, RolloutStats]:
@@ -117,7 +119,7 @@ class GroupedRollout:
                 stats.errors.append(f"{row.id}: {e}")
                 continue
             group = len(episodes) // group_size
-            episodes.extend(Episode(p, s, group, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx)
+            episodes.extend(Episode(p, s, group, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx, prompt.reminder)
                             for s in range(group_size))
         stats.decode_s = time.perf_counter() - t0
         samples = []

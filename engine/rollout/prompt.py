@@ -39,6 +39,13 @@ def question_text(row) -> str:
     return f"{row.question}\n{ANSWER_HINTS[row.kind]}"
 
 
+def question_reminder(row) -> str:
+    """rollout.question_reminder: the line that closes every tool response, the question again with its options.
+    The answer then reads the options a few tokens back instead of past the tool schemas, the video and every tool
+    turn: the embedded tiny model, which reads options in text at 1.00, writes letters at chance across that span."""
+    return "Question: " + question_text(row)
+
+
 def build_messages(row, mode: str = "thinker", relook: bool = False, layout: str = "video_thinker") -> list[dict]:
     """System + user turns; in "agent" mode pass the registry's schemas as `tools=` to the template."""
     if mode not in ("thinker", "agent"):

@@ -123,7 +123,7 @@ def replay(rows, trajectories: list[list[dict]], rollout, tokenizer, end_id: int
         texts = [t["text"] for t in turns if t["role"] == "assistant"]
         script.update((seeds(p, 0, k), text) for k, text in enumerate(texts))
         prompt = rollout.prepare(row)
-        episodes.append(Episode(p, 0, p, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx))
+        episodes.append(Episode(p, 0, p, row.id, prompt.prompt_ids, prompt.videos, prompt.ctx, prompt.reminder))
         wanted.append(len(texts))
     loop = AgentLoop(TeacherBackend(tokenizer, end_id, script), tokenizer, rollout.loop_cfg,
                      spec=rollout.spec, registry=rollout.registry)

@@ -31,13 +31,16 @@ def safe_text(text: str) -> str:
     return _DEFUSE.sub("< ", text)
 
 
-def observation_messages(obs: Observation) -> list[dict]:
-    """[one `tool` message]: the text part (when not empty), then one video part per clip."""
+def observation_messages(obs: Observation, reminder: str = "") -> list[dict]:
+    """[one `tool` message]: the text part (when not empty), then one video part per clip, then the question
+    reminder (rollout.question_reminder) on a line of its own."""
     content: list[dict] = []
     text = safe_text(obs.text)
     if text:
         content.append({"type": "text", "text": text})
     content.extend({"type": "video"} for _ in obs.clips)
+    if reminder:
+        content.append({"type": "text", "text": "\n" + safe_text(reminder)})
     return [{"role": "tool", "content": content}]
 
 
@@ -48,17 +51,19 @@ def video_inputs(obs: Observation) -> list[VideoInput]:
             for clip in obs.clips]
 
 
-def observation_token_ids(obs: Observation, tokenizer, spec: VisionSpec) -> tuple[list[int], list[VideoInput]]:
+def observation_token_ids(obs: Observation, tokenizer, spec: VisionSpec, reminder: str = ""
+                          ) -> tuple[list[int], list[VideoInput]]:
     """Ids to append after a model turn that ended on `</tool_call>`, and the videos they reference.
 
     The ids are `<|im_end|>\\n<|im_start|>user\\n<tool_response>\\n{text}` + per clip
     `<|vision_start|>` + t*h*w/merge_size**2 `<|video_pad|>` + `<|vision_end|>` (Qwen3-VL: per temporal patch,
-    after its real time, see video_prompt_ids), then `\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`:
-    exactly the chat template's rendering of the tool message plus the generation prompt, through the
-    processor. The text starts after an added token, so it tokenizes the same here as inside the whole
-    conversation.
+    after its real time, see video_prompt_ids), then `\\n{reminder}` when one is given, then
+    `\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`: exactly the chat template's rendering of the
+    tool message plus the generation prompt, through the processor. The text starts after an added token, so it
+    tokenizes the same here as inside the whole conversation.
     """
-    texts = [TURN_OPEN, safe_text(obs.text), VIDEO_BLOCK * len(obs.clips), TURN_CLOSE]
+    texts = [TURN_OPEN, safe_text(obs.text), VIDEO_BLOCK * len(obs.clips),
+             "\n" + safe_text(reminder) if reminder else "", TURN_CLOSE]
     return _encode("".join(texts), obs, tokenizer, spec)
 
 

@@ -51,3 +51,32 @@ def test_weight_key_spans_is_identity_at_weight_one(session):
     ids = torch.tensor([[1, 2, 3]])
     mask = torch.tensor([[0.0, 1.0, 1.0]])
     assert weight_key_spans(ids, mask, session.tokenizer, 1.0) is mask
+
+
+def test_question_reminder_closes_every_tool_response_of_rollouts_and_replays(session, rollout_cfg):
+    from engine.rollout.prompt import question_reminder
+
+    s = session
+    rows = s.train_rows[:1]
+    turns = [{"role": "assistant", "text": CALL}, {"role": "tool", "name": "frame_zoom", "text": None},
+             {"role": "assistant", "text": CALL.replace("00:01.0", "00:00.5")},
+             {"role": "tool", "name": "frame_zoom", "text": None}, {"role": "assistant", "text": FINAL}]
+    seeds = SeedTable(0, 1, 1, 3)
+    script = {seeds(0, 0, 0): turns[0]["text"], seeds(0, 0, 1): turns[2]["text"], seeds(0, 0, 2): FINAL + "<|im_end|>"}
+    reminder = question_reminder(rows[0])
+    assert reminder.startswith("Question: ") and rows[0].question in reminder
+    for on in (False, True):
+        cfg = load_config(None, [f"data.dir={rollout_cfg.data.dir}", "rollout.mode=agent", "rollout.max_turns=3",
+                                 "rollout.max_new_tokens=64", "rollout.tool_workers=0",
+                                 f"rollout.question_reminder={str(on).lower()}"])
+        scripted = build_rollout(cfg, ScriptedBackend(s.tokenizer, script), s.tokenizer, s.model.config, s.records)
+        (sample,), _ = scripted.run(rows, 1, SamplingParams(max_new_tokens=64, seed=0))[0].samples, None
+        text = s.tokenizer.decode(sample.response_ids)
+        responses = text.split("</tool_response>")[:-1]
+        assert len(responses) == 2
+        # after the frames, last in each tool response; never in what the model writes (mask 0)
+        assert all(r.endswith("<|vision_end|>\n" + reminder + "\n") == on for r in responses), text
+        assert text.count(reminder) == (2 if on else 0)
+        replayed, _ = replay(rows, [turns], build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer,
+                                                         s.model.config, s.records), s.tokenizer, s.end_id)
+        assert replayed[0].response_ids == sample.response_ids  # SFT sees what a rollout sees

@@ -18,16 +18,16 @@ def conversation_ids(tok, messages, grids, generation_prompt=False):
     return expand_vision_pads(tok.encode(text, add_special_tokens=False), grids, MERGE, pad)
 
 
-def check_against_template(tok, video_service, ctx, obs, assistant_text):
+def check_against_template(tok, video_service, ctx, obs, assistant_text, reminder=""):
     """prefix ids + observation ids == the whole conversation rendered by the template, then tokenized."""
     prompt_clip = video_service.sample(ctx.video_path, FramePolicy())
     question = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What moves?"}]}]
     prefix = conversation_ids(tok, question, [prompt_clip.grid_thw], generation_prompt=True)
     prefix += tok.encode(assistant_text, add_special_tokens=False)  # the model's turn, token-in/token-out
-    whole = question + [{"role": "assistant", "content": assistant_text}] + observation_messages(obs)
+    whole = question + [{"role": "assistant", "content": assistant_text}] + observation_messages(obs, reminder)
     expected = conversation_ids(tok, whole, [prompt_clip.grid_thw] + [c.grid_thw for c in obs.clips],
                                 generation_prompt=True)
-    ids, videos = observation_token_ids(obs, tok, QWEN2_5_VL)
+    ids, videos = observation_token_ids(obs, tok, QWEN2_5_VL, reminder)
     assert prefix + ids == expected
     return ids, videos
 
@@ -87,3 +87,17 @@ def test_inline_video_ids_are_just_the_vision_blocks(tiny_tokenizer, make_ctx):
     start, pad, end = (tok.convert_tokens_to_ids(x) for x in ("<|vision_start|>", "<|video_pad|>", "<|vision_end|>"))
     assert ids == [start] + [pad] * (t * h * w // MERGE**2) + [end]
     assert torch.equal(videos[0].pixel_values, obs.clips[0].pixel_values)
+
+
+def test_the_question_reminder_closes_the_tool_response_after_its_frames(tiny_tokenizer, video_service, make_ctx):
+    """rollout.question_reminder: the question and its options on the line before </tool_response>, after the
+    frames, the same through the template and through the ids the loop appends."""
+    tok, ctx = tiny_tokenizer, make_ctx()
+    call = ToolCall("frame_zoom", {"start": 2, "end": 5})
+    obs = default_registry().execute(call, ctx)
+    reminder = "Question: What color is the box?\nA. red\nB. blue\nAnswer with the option's letter."
+    ids, _ = check_against_template(tok, video_service, ctx, obs, format_tool_call(call), reminder)
+    text = tok.decode(ids)
+    assert text.endswith("<|vision_end|>\n" + reminder + "\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
+    plain, _ = observation_token_ids(obs, tok, QWEN2_5_VL)
+    assert tok.decode(plain) == text.replace("\n" + reminder, "")
