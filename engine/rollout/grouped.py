@@ -71,33 +71,41 @@ class GroupedRollout:
         self.layout = layout  # reward.format_layout: which answer layout the system prompt asks for
         self.loop = AgentLoop(backend, tokenizer, self.loop_cfg, spec=self.spec, registry=registry,
                               relook_frames=relook_frames)
-        self._prompts: OrderedDict[str, Prompt] = OrderedDict()  # LRU: a prompt repeats every epoch
+        # LRU: a prompt repeats every epoch; each entry keeps the (question, options) its text was built for
+        self._prompts: OrderedDict[str, tuple[tuple, Prompt]] = OrderedDict()
 
     def prepare(self, row) -> Prompt:
-        """The row's prompt ids (one pad per merged visual token) and video, built once and then reused."""
-        prompt = self._prompts.get(row.id)
-        if prompt is None:
-            prompt = self._build(row)
-            self._prompts[row.id] = prompt
+        """The row's prompt ids (one pad per merged visual token) and video, built once and then reused; the text
+        is built again when the row comes back with its options in another order (sft.shuffle_options)."""
+        text_of = (row.question, tuple(row.options))
+        cached = self._prompts.get(row.id)
+        if cached is None or cached[0] != text_of:
+            video, ctx = (cached[1].video, cached[1].ctx) if cached else self._look(row)
+            cached = (text_of, self._prompt(row, video, ctx))
+            self._prompts[row.id] = cached
             if len(self._prompts) > PROMPT_CACHE_SIZE:
                 self._prompts.popitem(last=False)
         self._prompts.move_to_end(row.id)
-        return prompt
+        return cached[1]
 
-    def _build(self, row) -> Prompt:
+    def _look(self, row) -> tuple[VideoInput, object]:
+        """The row's global frames, and the tools' context for its video."""
         clip = self.video.sample(str(row.video), self.frame_policy)
         video = VideoInput(clip.pixel_values.cpu(), tuple(int(x) for x in clip.grid_thw), float(clip.second_per_grid_t),
                            float(clip.start_s), float(clip.end_s), tuple(float(t) for t in clip.timestamps_s), clip.key)
-        tools = self.registry.schemas() if self.mode == "agent" else None
-        messages = build_messages(row, self.mode, self.loop_cfg.relook, self.layout)
-        text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
-        ids = video_prompt_ids(text, [video], self.spec, self.tokenizer)
         ctx = None
         if self.loop_cfg.tools or self.loop_cfg.relook:
             from engine.tools import ToolContext
 
             duration = self.video.probe(str(row.video)).duration_s
             ctx = ToolContext(str(row.video), self.video, self.frame_policy, duration)
+        return video, ctx
+
+    def _prompt(self, row, video: VideoInput, ctx) -> Prompt:
+        tools = self.registry.schemas() if self.mode == "agent" else None
+        messages = build_messages(row, self.mode, self.loop_cfg.relook, self.layout)
+        text = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        ids = video_prompt_ids(text, [video], self.spec, self.tokenizer)
         reminder = question_reminder(row) if self.loop_cfg.tools and self.loop_cfg.question_reminder else ""
         return Prompt(ids, [video], ctx, reminder)
 

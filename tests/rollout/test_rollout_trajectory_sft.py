@@ -80,3 +80,25 @@ def test_question_reminder_closes_every_tool_response_of_rollouts_and_replays(se
         replayed, _ = replay(rows, [turns], build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer,
                                                          s.model.config, s.records), s.tokenizer, s.end_id)
         assert replayed[0].response_ids == sample.response_ids  # SFT sees what a rollout sees
+
+
+def test_a_row_with_its_options_reordered_gets_its_own_prompt_text_and_the_same_frames(session, rollout_cfg):
+    """sft.shuffle_options hands the rollout the same row id with its options in another order: the prompt must
+    list them in that order (a cached text would teach the model to ignore the options), the frames are reused."""
+    import random
+
+    from engine.rollout.teacher import shuffle_options
+
+    s = session
+    cfg = load_config(None, [f"data.dir={rollout_cfg.data.dir}", "rollout.mode=agent", "rollout.tool_workers=0",
+                             "rollout.question_reminder=true"])
+    rollout = build_rollout(cfg, HFBackend(s.model, s.tokenizer), s.tokenizer, s.model.config, s.records)
+    row = next(r for r in s.train_rows if r.kind == "mcq")
+    first = rollout.prepare(row)
+    shuffled = next(r for k in range(50) if (r := shuffle_options(row, None, random.Random(k))[0]).options != row.options)
+    second = rollout.prepare(shuffled)
+    listed = "\n".join(f"{'ABCDEFGH'[i]}. {o}" for i, o in enumerate(shuffled.options))
+    assert listed in s.tokenizer.decode(second.prompt_ids) and listed in second.reminder
+    assert listed not in s.tokenizer.decode(first.prompt_ids)
+    assert second.videos[0] is first.videos[0]  # decoded once
+    assert rollout.prepare(row).prompt_ids == first.prompt_ids
