@@ -26,10 +26,10 @@ from retrieval over the coarse captions. Fresh random examples every step; the r
 model, keyed by seed, architecture and READER_VERSION.
 
 Measured limit: the lookup is short-sighted. Put the tool schemas a rollout's system turn carries (~640 tokens) before
-the same exchange and this reader answers it at 0.48 instead of 1.00; taught with them (1600 steps, 2.5x the time) it
-reads options at 0.62 and the agent's SFT still writes letters at chance (0.18), as it did without (0.20-0.28), though
-it names the right colour (0.82-0.94). The agent demo therefore closes each tool response with the question again
-(`rollout.question_reminder`), so the options sit a few tokens before the answer, as in the thinker's prompt.
+the same exchange and this reader answers it at 0.48 instead of 1.00. Teaching it with them costs 2.5x the time (1.7 s
+an agent step) and left option reading at 0.62 after 1600 steps, so the examples stay without them; the agent demo
+closes each tool response with the question again instead (`rollout.question_reminder`), which puts the options a
+few tokens before the answer, as in the thinker's prompt.
 """
 from __future__ import annotations
 
@@ -118,8 +118,7 @@ def agent_example(rng: random.Random, tokenizer, registry) -> tuple[list[tuple[s
     messages = [{"role": "system", "content": AGENT_PROMPT},
                 {"role": "user", "content": [{"type": "text", "text": question_text(row)}]}]
     # Without the tool schemas the chat template adds to the system turn in a rollout: they would make the example
-    # 3x longer (1.7 s a step on 2 cores). Taught with them (1600 steps), the reader read options at 0.62 and the
-    # agent demo's SFT still answered at chance; rollout.question_reminder is what brings the options near the answer.
+    # 3x longer (1.7 s a step on 2 cores); see "Measured limit" above for what stands in for them.
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     near = [t for t in (best - 2, best + 2) if rng.random() < 0.6]
     rng.shuffle(near)
