@@ -30,28 +30,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # `vthink bench` runs this file by path
+from e2e import tree  # noqa: E402  (a pid and its live descendants, from /proc)
 ROLES = {"ray::LearnerWorker": "learner", "ray::RolloutWorker": "rollout worker"}
 TIMING = ("time_", "tokens_per_s")
 STEP = re.compile(r"^step (\d+)/\d+ ")
 RESUMED = re.compile(r"^restart (\d+)/\d+ after .*; resumed from step (\d+)$")
-
-
-def tree(pid: int) -> list[int]:
-    """pid and every live descendant."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 def actors(pid: int) -> list[tuple[int, str]]:

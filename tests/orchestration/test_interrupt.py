@@ -11,6 +11,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def interrupt_when(args: list[str], prefix: str) -> tuple[subprocess.Popen, str, str]:
+    """Run `args`, send SIGINT to its process group when a stdout line starts with `prefix` (as a terminal's Ctrl-C
+    does: the command runs in its own session), and return (the finished process, its stdout, its stderr)."""
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    out, err = proc.communicate(timeout=300)
+    return proc, "".join(lines) + out, err
+
+
 def test_ctrl_c_checkpoints_the_finished_step_and_resume_continues(tmp_path):
     run = tmp_path / "run"
     common = [sys.executable, "-m", "engine.cli", "train", f"data.dir={tmp_path / 'data'}", "data.num_videos=4",
@@ -18,20 +35,7 @@ def test_ctrl_c_checkpoints_the_finished_step_and_resume_continues(tmp_path):
               "video.max_pixels=12544", "rollout.group_size=2", "rollout.max_new_tokens=8",
               "trainer.prompts_per_step=2", "sft.steps=0", "ray.rollout_workers=1", "ray.learners=1",
               f"trainer.output_dir={run}"]
-    args = common + ["trainer.steps=40"]
-    # Its own session: the signal goes to the whole process group, as a terminal's Ctrl-C does.
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    lines = []
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step 2/"):
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-        assert time.monotonic() < deadline, "".join(lines)
-    out, err = proc.communicate(timeout=300)
-    out = "".join(lines) + out
+    proc, out, err = interrupt_when(common + ["trainer.steps=40"], "step 2/")
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     stopped = [x for x in out.splitlines() if x.startswith("interrupted at step ")]
@@ -54,18 +58,7 @@ def test_ctrl_c_in_vthink_sft_checkpoints_and_resume_continues(tmp_path):
             "data.duration_s=4", "video.fps=1", "video.min_frames=2", "video.max_frames=4", "video.max_pixels=12544",
             "sft.batch_size=2", "sft.lr=1e-4", "ray.rollout_workers=1", "ray.learners=1",
             f"trainer.output_dir={run}", "sft.steps=400"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    lines = []
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("sft 1/400"):  # SFT logs step 1, then every 25th
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-        assert time.monotonic() < deadline, "".join(lines)
-    out, err = proc.communicate(timeout=300)
-    out = "".join(lines) + out
+    proc, out, err = interrupt_when(args, "sft 1/400")  # SFT logs step 1, then every 25th
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     stopped = [x for x in out.splitlines() if x.startswith("interrupted at step ")]
