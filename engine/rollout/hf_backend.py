@@ -2,7 +2,9 @@
 
 One prefill over the left-padded batch (every request may reference several videos, each one run of
 <|video_pad|> tokens), then one decode step per new token for the rows still running; finished rows
-leave the KV cache. Each request samples with its own torch.Generator seeded from its SamplingParams,
+leave the KV cache. The cache and the attention mask are allocated once per call, sized for prompt +
+max_new_tokens, and each step writes its token in place (engine.rollout.kv_cache): no per-token copy of
+the whole cache. Each request samples with its own torch.Generator seeded from its SamplingParams,
 so its continuation does not depend on what else shares the batch (up to float non-associativity).
 
 No work twice: identical requests in one call (a group's G first turns) are prefilled once and their KV
@@ -21,13 +23,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
 from engine.errors import VideoRequestError
 from engine.model.vision import encode_distinct, encoder_output
 from engine.native import mrope_config, mrope_position_ids
 from engine.rollout.backend import (Backend, Generation, Request, SamplingParams, check_params, placeholder_ids,
                                    weights_digest)
+from engine.rollout.kv_cache import preallocated_cache
 from engine.rollout.prefix_cache import Prefix, PrefixCache
 from engine.telemetry.phases import PhaseTimer
 
@@ -88,6 +91,7 @@ class HFBackend(Backend):
         self.merge = c.vision_config.spatial_merge_size
         self.mrope = mrope_config(c)
         self.placeholder_ids = placeholder_ids(c, self.pad_id)
+        preallocated_cache(c, 0)  # refuses a decoder it cannot hold (sliding-window layers) now, not mid-rollout
         self._version = 0
         self.prefixes = PrefixCache(prefix_cache_bytes)
         # Work done and work saved: tokens prefilled vs taken from kept prefixes, videos through the tower
@@ -217,9 +221,10 @@ class HFBackend(Backend):
         slot_of = [work.setdefault((id(p), tuple(r.prompt_ids), tuple(map(id, r.videos))), len(work))
                    for r, p in zip(requests, prefixes)]
         unique = [slot_of.index(k) for k in range(len(work))]
+        max_new = max(r.params.max_new_tokens for r in requests)
         with self.phases.phase("prefill"):
             logits, cache, attention_mask, next_pos = self._prefill(
-                [requests[i] for i in unique], [prefixes[i] for i in unique], device)
+                [requests[i] for i in unique], [prefixes[i] for i in unique], device, max_new)
         for p in prefixes:
             self.prefixes.discard(p)  # each continuation re-files its longer sequence below
         if len(unique) < len(requests):
@@ -231,8 +236,12 @@ class HFBackend(Backend):
         return [Generation(r.ids, r.logprobs, r.finish_reason or "length", r.stop) for r in rows]
 
     def _decode(self, requests, rows, logits, cache, attention_mask, next_pos, device) -> None:
-        """One token per running row per model call, until every row has stopped."""
+        """One token per running row per model call, until every row has stopped.
+
+        `attention_mask` spans the cache's whole capacity; its first `filled` columns are the positions fed so
+        far, and each step sets one more column in place."""
         active = list(range(len(rows)))  # rows of the cache, in order, each an index into `rows`
+        filled = cache.get_seq_length()
         while active:
             tokens, logps = self._sample(logits, [rows[a] for a in active])
             still = []
@@ -244,7 +253,7 @@ class HFBackend(Backend):
                 if row.finish_reason is None:
                     still.append(slot)
                 else:
-                    self._keep_prefix(requests[a], row, cache, attention_mask, slot)
+                    self._keep_prefix(requests[a], row, cache, attention_mask[:, :filled], slot)
             if not still:
                 break
             keep = torch.tensor(still, dtype=torch.long, device=device)
@@ -254,23 +263,25 @@ class HFBackend(Backend):
                 attention_mask = attention_mask[keep]
                 next_pos = next_pos[keep]
             active = [active[s] for s in still]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
+            attention_mask[:, filled] = 1
+            filled += 1
             pos = next_pos.view(1, -1, 1).expand(3, -1, 1)
-            out = self.model(input_ids=step_ids, attention_mask=attention_mask, position_ids=pos,
+            out = self.model(input_ids=step_ids, attention_mask=attention_mask[:, :filled], position_ids=pos,
                              past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
 
     # ------------------------------------------------------------------ prefill with reused prefixes
 
-    def _prefill(self, requests: list[Request], prefixes: list[Prefix | None], device
-                 ) -> tuple[torch.Tensor, DynamicCache, torch.Tensor, torch.Tensor]:
+    def _prefill(self, requests: list[Request], prefixes: list[Prefix | None], device, max_new: int
+                 ) -> tuple[torch.Tensor, Cache, torch.Tensor, torch.Tensor]:
         """Run each request's tokens after its cached prefix (all of them without one) as one batch.
 
         Layout of row i: [pad | its prefix's cached KV | pad | its new tokens], padded on the left of both
         parts; the attention mask hides the pads. Positions are the M-RoPE ids of the whole prompt (our
         rule, engine.native) sliced to the new tokens, so a continued row sees exactly the ids a full
-        prefill would give it. Returns (last logits [n, V], cache, attention mask, next position [n]).
+        prefill would give it. Returns (last logits [n, V], cache, attention mask, next position [n]); the cache
+        and the mask hold P + S + max_new positions, every one a row can reach, so decoding grows no tensor.
         """
         n = len(requests)
         past = [len(p.ids) if p else 0 for p in prefixes]
@@ -288,13 +299,13 @@ class HFBackend(Backend):
         pos_full, _ = mrope_position_ids(full, None, None, grids, spg, full_mask, **self.mrope)  # types from ids
         input_ids = torch.full((n, S), self.pad_id, dtype=torch.long)
         position_ids = torch.ones((3, n, S), dtype=torch.long)
-        attention_mask = torch.zeros((n, P + S), dtype=torch.long)
+        attention_mask = torch.zeros((n, P + S + max_new), dtype=torch.long)
         for i, (ids, k) in enumerate(zip(new, past)):
             input_ids[i, S - len(ids):] = torch.tensor(ids)
             position_ids[:, i, S - len(ids):] = pos_full[:, i, full_len - len(ids):]
             attention_mask[i, P - k:P] = 1
             attention_mask[i, P + S - len(ids):] = 1
-        cache = DynamicCache(config=self.model.config)
+        cache = preallocated_cache(self.model.config, P + S + max_new)
         if P:
             layers = len(next(p for p in prefixes if p).keys)
             for layer in range(layers):
@@ -314,12 +325,13 @@ class HFBackend(Backend):
             self.counters["videos_encoded"] += ran
             self.counters["videos_reused"] += len(fresh) - ran
             mm = {"video": encoder_output(embeds, deep)}
-        out = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+        attention_mask = attention_mask.to(device)
+        out = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask[:, :P + S],
                          position_ids=position_ids.to(device), mm_encoder_outputs=mm, past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], cache, attention_mask.to(device), pos_full.amax(dim=(0, 2)).to(device) + 1
+        return out.logits[:, -1], cache, attention_mask, pos_full.amax(dim=(0, 2)).to(device) + 1
 
-    def _keep_prefix(self, req: Request, row: _Row, cache: DynamicCache, attention_mask: torch.Tensor,
+    def _keep_prefix(self, req: Request, row: _Row, cache: Cache, attention_mask: torch.Tensor,
                      slot: int) -> None:
         """File a finished row's KV for a later request that extends it.
 

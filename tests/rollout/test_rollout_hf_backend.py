@@ -8,7 +8,7 @@ from engine.errors import VideoRequestError
 from engine.learner.policy import token_logprobs
 from engine.rollout.backend import Request, SamplingParams
 from engine.rollout.batch import Sample
-from engine.rollout.hf_backend import HFBackend
+from engine.rollout.hf_backend import HFBackend, _Row
 from engine.learner.batch import BatchIds, learner_batch
 
 
@@ -41,6 +41,33 @@ def test_seeded_request_reproduces_alone_and_in_a_batch(session, prompts):
     assert batched[1].token_ids == alone.token_ids
     assert batched[1].logprobs == pytest.approx(alone.logprobs, abs=1e-4)
     assert batched[0].token_ids != batched[2].token_ids  # same prompt, different seeds
+
+
+def cache_free(be, r):
+    """Row `r` as a loop with no KV cache at all would write it: every token from a fresh full forward over the
+    prompt and the tokens so far, drawn with the same per-request generator."""
+    g = torch.Generator().manual_seed(r.params.seed)
+    row = _Row(0, r.params, g, max((len(s) for s in r.params.stop), default=0), [], [])
+    while row.finish_reason is None:
+        logits, *_ = be._prefill([Request(r.prompt_ids + row.ids, r.videos, r.params)], [None], "cpu", 1)
+        (t,), (lp,) = be._sample(logits, [row])
+        row.ids.append(t)
+        row.logprobs.append(lp)
+        be._check_stop(row)
+    return row
+
+
+def test_decode_gives_the_tokens_of_a_loop_without_cache(session, prompts):
+    # Greedy and seeded rows; a shared prompt (prefilled once, its KV copied to both rows); rows that leave
+    # the batch at different steps (the cache drops them mid-decode).
+    be = HFBackend(session.model, session.tokenizer, prefix_cache_bytes=0)
+    reqs = [req(prompts[0], seed=1, temperature=0.7, max_new_tokens=14), req(prompts[1], seed=2, max_new_tokens=5),
+            req(prompts[0], seed=3, temperature=0.0, max_new_tokens=9), req(prompts[1], seed=4, top_p=0.9)]
+    for r, got in zip(reqs, be.generate(reqs)):
+        want = cache_free(be, r)
+        assert got.token_ids == want.ids
+        assert got.logprobs == pytest.approx(want.logprobs, abs=1e-4)
+        assert got.finish_reason == want.finish_reason
 
 
 def greedy(be, prompt, n=8):
@@ -109,3 +136,33 @@ def test_bad_requests_are_typed_errors(session, prompts):
         be.generate([Request(prompts[0].prompt_ids, [], SamplingParams())])
     with pytest.raises(ValueError, match="empty prompt"):
         be.generate([Request([], [], SamplingParams())])
+
+
+def test_plain_transformers_generate_gives_the_backends_greedy_answer(session, prompts):
+    # The model folder loaded by AutoModelForImageTextToText, run by transformers' own generate() with its own
+    # M-RoPE positions (get_rope_index) and cache, writes token for token what the backend writes greedily. The
+    # clip goes in as vthink's patches: the AutoProcessor's video processor needs torchvision, which has no
+    # working CPU build here (tests/orchestration/test_sft_outputs.py checks the processor files instead).
+    from transformers import AutoModelForImageTextToText
+
+    from engine.model import model_dir
+
+    plain = AutoModelForImageTextToText.from_pretrained(model_dir(None), dtype=torch.float32).eval()
+    be = HFBackend(session.model, session.tokenizer)
+    for p in prompts:
+        want = be.generate([req(p, max_new_tokens=16, temperature=0.0)])[0]
+        (v,) = p.videos
+        with torch.no_grad():
+            out = plain.generate(input_ids=torch.tensor([p.prompt_ids]),
+                                 attention_mask=torch.ones(1, len(p.prompt_ids), dtype=torch.long),
+                                 pixel_values_videos=v.pixel_values, video_grid_thw=torch.tensor([v.grid_thw]),
+                                 second_per_grid_ts=torch.tensor([v.second_per_grid_t]), do_sample=False,
+                                 max_new_tokens=len(want.token_ids), eos_token_id=None, pad_token_id=session.tokenizer.pad_token_id,
+                                 output_logits=True, return_dict_in_generate=True)
+        got = out.sequences[0, len(p.prompt_ids):]
+        assert got.tolist() == want.token_ids
+        # and nearly the same distributions, which the tiny model's greedy tokens alone would barely test. Not to
+        # 1e-4: transformers 5.x places a video's temporal ids by another rule than the original Qwen2.5-VL one
+        # vthink follows (README, "Positions and log-probs"); on these prompts that moves log-probs by ~5e-3.
+        logp = torch.stack([step[0].log_softmax(-1) for step in out.logits]).gather(-1, got[:, None]).squeeze(-1)
+        assert logp.tolist() == pytest.approx(want.logprobs, abs=2e-2)
