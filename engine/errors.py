@@ -33,5 +33,9 @@ class SynthError(VthinkError, RuntimeError):
     """Trajectory synthesis failed: a chat model endpoint could not be reached or gave an unusable answer."""
 
 
+class StorageError(VthinkError):
+    """A node cannot read or write a path every node must share (model.path, the videos, trainer.output_dir)."""
+
+
 class ClusterFailure(VthinkError):
     """An actor died or a collective failed, and no restart was left (trainer.max_restarts)."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 
 from engine.config import Config
+from engine.orchestration.storage import check_storage, model_paths
 from engine.rollout.backend import weights_digest
 from engine.telemetry.phases import profiled
 
@@ -58,6 +60,12 @@ def bind_collectives_to_node_ip() -> str | None:
     return name
 
 
+def node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
 def rendezvous_address() -> tuple[str, int]:
     """This node's IP and a free port on it: where a process group's TCP store can be hosted."""
     import ray
@@ -94,6 +102,8 @@ class LearnerWorker:
     def __init__(self, cfg: Config, rank: int, world_size: int, threads: int = 1, gpu: bool = False):
         _limit_threads(threads)
         bind_collectives_to_node_ip()
+        check_storage(f"learner rank {rank}", node_ip(), read=model_paths(cfg.model.path),
+                      write=[Path(cfg.trainer.output_dir)])
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dist_backend = dist_backend(gpu)
         self.learner = None
@@ -194,17 +204,20 @@ class RolloutWorker:
 
         _limit_threads(threads)
         bind_collectives_to_node_ip()  # before the backend starts: vLLM's processes inherit it
+        check_storage(f"rollout worker {index}", node_ip(), read=model_paths(cfg.model.path))
         self.cfg, self.index = cfg, index
         self.dist_backend = dist_backend(gpu)
         self.parts = build_backend(cfg, "cuda" if gpu else "cpu")  # (backend, tokenizer, model config)
         self.rollout = None
         self.receiver = None
 
-    def start(self, records: dict) -> None:
+    def start(self, records: dict, videos: list = ()) -> None:
         """Build the rollout engine over `records` (video records: captions for clip_retrieval), sent by the
-        driver, which alone reads the data; again after Ray restarts this worker. Idempotent."""
+        driver, which alone reads the data; again after Ray restarts this worker. Idempotent. `videos`: a few of
+        the run's video files (orchestration/storage.py: video_probe), checked readable from this node."""
         from engine.orchestration.session import build_rollout
 
+        check_storage(f"rollout worker {self.index}", node_ip(), read=list(videos))
         if self.rollout is None:
             self.rollout = build_rollout(self.cfg, *self.parts, records)
 

@@ -100,11 +100,14 @@ class Cluster:
         address = self.learners[0].rendezvous.remote()
         self._building = [lw.start.remote(address) for lw in self.learners]
 
-    def start(self, records: dict | None = None) -> None:
+    def start(self, records: dict | None = None, videos: list = ()) -> None:
         """Hand the rollout workers the video records, wait for every actor, and sync the first weights.
 
         `records`: those of the checked data (engine/data/sources.py), read here, in the driver, when not given;
-        rollout workers never read or write the dataset themselves."""
+        rollout workers never read or write the dataset themselves. `videos`: the rows' video files, of which each
+        worker checks a few are readable from its node (orchestration/storage.py) before any step."""
+        from engine.orchestration.storage import video_probe
+
         if records is None:
             from engine.data.sources import load_data
 
@@ -112,7 +115,8 @@ class Cluster:
         # Records go by a method, not the constructor: Ray restarts a worker from its constructor arguments,
         # and large ones would live in the object store at the mercy of its reference counting.
         self._records = ray.put(records)
-        ray.get(self._building + [w.start.remote(self._records) for w in self.workers])
+        probe = video_probe([*videos, *(r.path for r in records.values())])
+        ray.get(self._building + [w.start.remote(self._records, probe) for w in self.workers])
         self.version = -1  # the first sync sends version 0
         self._sync_lock = threading.Lock()  # one-step-off: the rollout thread may sync (recovering a worker) too
         self.restarts = 0
@@ -209,7 +213,9 @@ class Cluster:
         deadline, short_since = time.monotonic() + 600, None
         while True:
             try:
-                self._gather([w.start.remote(self._records) for w in self.workers])  # a restarted one needs them
+                # A restarted one needs them. Its videos are not checked again: a folder gone mid-run fails its
+                # prompts, each named (tests/orchestration/test_video_folder_gone.py), not the run.
+                self._gather([w.start.remote(self._records) for w in self.workers])
                 break
             except ACTOR_LOST:  # still restarting; never, if its node is gone and no other has room
                 short_since = self._watch_capacity(short_since)

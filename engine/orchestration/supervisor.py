@@ -24,6 +24,8 @@ DEFAULT_INTERVALS = 10  # with max_restarts and no checkpoint_every: about ten c
 def infrastructure_failure(error: BaseException) -> str | None:
     """Why `error` is worth a restart (one line), or None when it would fail the same way again."""
     if isinstance(error, (RayActorError, ActorUnavailableError)):
+        if getattr(error, "actor_init_failed", False):
+            return None  # raised by the actor's constructor (a path this node cannot read): it would again
         return f"{type(error).__name__}: {_first_line(getattr(error, 'error_msg', None) or str(error))}"
     if isinstance(error, (OutOfMemoryError, GetTimeoutError)):
         return f"{type(error).__name__}: {_first_line(str(error))}"

@@ -302,7 +302,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         cfg = cluster.cfg
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         log(f"starting Ray: {cfg.ray.rollout_workers} rollout workers, {cfg.ray.learners} FSDP learner ranks")
-        cluster.start(data.records)
+        videos = [r.video for r in data.train + data.eval]  # each rollout worker checks it can read a few
+        cluster.start(data.records, videos)
         trainer = Trainer(cfg, cluster, log, data)
         if last is not None:
             trainer.resume(str(last))
@@ -319,7 +320,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
             try:
                 if relaunch is not None:  # after a failure: every actor anew, from the newest checkpoint
                     cluster = Cluster.launch(cfg, log)
-                    cluster.start(data.records)  # an actor lost while starting is one more failure, as any other
+                    cluster.start(data.records, videos)  # an actor lost while starting is one more failure, as any other
                     trainer.cluster = cluster
                     checkpoint = latest(ckpt_root)
                     trainer.resume(None if checkpoint is None else str(checkpoint))
