@@ -167,8 +167,10 @@ class HFBackend(Backend):
         scaled = logits.float() / torch.where(greedy, 1.0, temps)
         logp = scaled.log_softmax(-1)
         probs = scaled.softmax(-1).double()
-        # Greedy rows: all mass on the first most likely id (the draw below then cannot pick another).
-        probs = torch.where(greedy, torch.zeros_like(probs).scatter(-1, probs.argmax(-1, keepdim=True), 1.0), probs)
+        if any(r.params.temperature == 0 for r in rows):
+            # Greedy rows: all mass on the first most likely id (the draw below then cannot pick another).
+            one_hot = torch.zeros_like(probs).scatter(-1, probs.argmax(-1, keepdim=True), 1.0)
+            probs = torch.where(greedy, one_hot, probs)
         top_p = [r.params.top_p for r in rows]
         if any(p < 1.0 for p in top_p):
             # Nucleus: drop every token outside the smallest most-probable set reaching top_p. The
@@ -182,8 +184,10 @@ class HFBackend(Backend):
         # function of (seed, logits), independent of the other rows in the batch.
         u = torch.stack([torch.rand((), dtype=torch.float64, generator=r.generator) for r in rows]).to(device)
         pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp_max(cdf.shape[1] - 1)
-        # Guard the zero-probability slots a float-equal CDF step could land on.
-        pick = torch.where(probs.gather(-1, pick) > 0, pick, (probs > 0).double().argmax(-1, keepdim=True))
+        # Guard the zero-probability slots a float-equal CDF step could land on (rare: looked for only then).
+        landed = probs.gather(-1, pick) > 0
+        if not bool(landed.all()):
+            pick = torch.where(landed, pick, (probs > 0).double().argmax(-1, keepdim=True))
         tokens = pick.squeeze(-1)
         return tokens.tolist(), logp.gather(-1, tokens[:, None]).squeeze(-1).tolist()
 
