@@ -34,7 +34,8 @@ def test_a_worker_killed_in_a_tool_call_is_restarted_and_its_share_redone(tmp_pa
             out = []
             for r, g in zip(requests, self.inner.generate(requests)):
                 first_turn = self.response_id not in r.prompt_ids
-                forced = Generation(g.token_ids + self.call, g.logprobs + [0.0] * len(self.call), "stop", "</tool_call>")
+                forced = Generation(g.token_ids + self.call, g.logprobs + [0.0] * len(self.call), "stop",
+                                    "</tool_call>")
                 out.append(forced if first_turn else g)
             return out
 
@@ -56,7 +57,8 @@ def test_a_worker_killed_in_a_tool_call_is_restarted_and_its_share_redone(tmp_pa
 
     monkeypatch.setattr(cluster_module, "RolloutWorker", DiesInToolCall)
     cfg = small_config(tmp_path, "rollout.mode=agent", "rollout.tools=[frame_zoom]", "rollout.max_turns=1",
-                       "rollout.max_new_tokens=4", "rollout.max_total_tokens=200", "ray.rollout_workers=1", "ray.learners=1", "optim.lr=1e-3")
+                       "rollout.max_new_tokens=4", "rollout.max_total_tokens=200", "ray.rollout_workers=1",
+                       "ray.learners=1", "optim.lr=1e-3")
     logs = []
     cluster = cluster_module.Cluster(cfg, log=logs.append)
     try:
