@@ -100,11 +100,11 @@ def test_an_actor_lost_while_the_run_restarts_is_one_more_restart(tmp_path, monk
     kill_learner_during_update(monkeypatch, call=3)
     starts, original = [], Cluster.start
 
-    def start(self, records):
+    def start(self, *args):
         starts.append(1)
         if len(starts) == 2:  # the first relaunch: its rollout worker dies before the cluster is up
             os.kill(ray.get(self.workers[0].pid.remote()), signal.SIGKILL)
-        return original(self, records)
+        return original(self, *args)
 
     monkeypatch.setattr(Cluster, "start", start)
     clean, data = clean
