@@ -43,7 +43,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 ONE_ONE = ["ray.rollout_workers=1", "ray.learners=1"]
 CASES = {"single": [], "1+1": ONE_ONE, "2+2": ["ray.rollout_workers=2", "ray.learners=2"], "auto": [],
-         "1+1-unfused": [*ONE_ONE, "learner.fused_loss=false"], "1+1-one-step-off": [*ONE_ONE, "trainer.one_step_off=true"]}
+         "1+1-unfused": [*ONE_ONE, "learner.fused_loss=false"],
+         "1+1-one-step-off": [*ONE_ONE, "trainer.one_step_off=true"],
+         "1+1-async-2": [*ONE_ONE, "trainer.max_staleness=2"]}
 PHASES = ("time_decode_s", "time_vision_tower_s", "time_prefill_s", "time_sampling_s", "time_tool_s",
           "time_learner_reference_s", "time_learner_forward_backward_s", "time_optimizer_s", "time_sync_s")
 
@@ -231,6 +233,8 @@ def main() -> None:
                 ratios[f"{r['case']}_vs_single_pss"] = r["peak_pss_gib"] / by["single"]["peak_pss_gib"]
     if "1+1" in by and "1+1-one-step-off" in by:
         ratios["one_step_off_speedup"] = by["1+1"]["median_step_s"] / by["1+1-one-step-off"]["median_step_s"]
+    if "1+1" in by and "1+1-async-2" in by:
+        ratios["async_2_speedup"] = by["1+1"]["median_step_s"] / by["1+1-async-2"]["median_step_s"]
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
     device = f"cpu-{os.cpu_count()}core"

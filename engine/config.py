@@ -302,7 +302,11 @@ class TrainerConfig:
     seed: int = 0  # seed of the prompt order and of every sample's sampling seed
     # metrics.jsonl, tb/, checkpoints/, rollouts/, eval.json, report.html, config.json of the run
     output_dir: str = "runs/default"
-    one_step_off: bool = False  # roll out step k+1 while training on step k (ratio vs the rollout's log-probs)
+    # Asynchronous GRPO: rollouts of up to this many later steps run while the learners train, each on the weights
+    # current when it starts; a batch more than this many weight versions old when its step comes is dropped (and
+    # rolled out again). The PPO ratio then uses the rollout's log-probs. 0 = on-policy (rollout, then update).
+    max_staleness: int = ruled(0, lambda v: v >= 0, 'an integer >= 0')
+    one_step_off: bool = False  # shorthand for max_staleness: 1 (roll out step k+1 while training on step k)
     # GRPO steps between held-out evaluations; 0 = only at the end
     eval_every: int = ruled(0, lambda v: v >= 0,
                             'an integer >= 0')
@@ -319,6 +323,11 @@ class TrainerConfig:
     # samples per traced step: the best and the worst of each group first
     trace_samples: int = ruled(8, lambda v: v >= 1,
                                'an integer >= 1')
+
+    @property
+    def staleness(self) -> int:
+        """How many steps rollouts run ahead of the learners: max_staleness, or 1 with one_step_off."""
+        return max(self.max_staleness, int(self.one_step_off))
 
 
 @dataclass
@@ -486,10 +495,11 @@ def validate(cfg: Config) -> Config:
             cfg.ray.rollout_workers != cfg.ray.learners):
         raise ConfigError("ray.colocate", f"needs ray.rollout_workers == ray.learners, got "
                                           f"{cfg.ray.rollout_workers} and {cfg.ray.learners}")
-    if cfg.rollout.top_p < 1 and (cfg.learner.old_logp == "rollout" or cfg.trainer.one_step_off):
+    if cfg.rollout.top_p < 1 and (cfg.learner.old_logp == "rollout" or cfg.trainer.staleness):
         # The learner's log-prob is plain softmax(logits / T); a nucleus-truncated sampler's is not, and the
         # importance ratio against the rollout's log-probs would then be biased.
-        why = "learner.old_logp=rollout" if cfg.learner.old_logp == "rollout" else "trainer.one_step_off=true"
+        why = ("learner.old_logp=rollout" if cfg.learner.old_logp == "rollout" else "trainer.one_step_off=true"
+               if cfg.trainer.one_step_off else f"trainer.max_staleness={cfg.trainer.max_staleness}")
         raise ConfigError("rollout.top_p", f"must be 1 with {why}: the ratio uses the rollout's log-probs, which "
                                            f"are then those of a truncated distribution; got {cfg.rollout.top_p}")
     if cfg.reward.fn is not None:

@@ -54,7 +54,7 @@ def test_lists_are_flow_lists_or_one_value_of_known_items():
 
 def test_top_p_below_one_is_refused_where_the_ratio_uses_rollout_logprobs():
     assert load_config(TINY, ["rollout.top_p=0.9"]).rollout.top_p == 0.9  # learner recomputes old log-probs
-    for extra in ("learner.old_logp=rollout", "trainer.one_step_off=true"):
+    for extra in ("learner.old_logp=rollout", "trainer.one_step_off=true", "trainer.max_staleness=2"):
         with pytest.raises(ConfigError) as err:
             load_config(TINY, ["rollout.top_p=0.9", extra])
         assert err.value.key == "rollout.top_p" and extra in str(err.value)

@@ -67,7 +67,7 @@ class Cluster:
         # BLAS threads per actor. Rollout workers compute together, and learner ranks together, but the two
         # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
         cores = os.cpu_count() or 1
-        shared = n_workers + n_learners if cfg.trainer.one_step_off else None
+        shared = n_workers + n_learners if cfg.trainer.staleness else None
         learner_threads = max(1, cores // (shared or max(1, n_learners)))
         worker_threads = max(1, cores // (shared or max(1, n_workers)))  # SFT without evals has no worker
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
@@ -293,6 +293,7 @@ class Cluster:
                 if version != expected:  # a restarted worker still on its initial weights
                     failed = True
                     continue
+                stats.weight_version = version
                 results[k] = (batch, stats)
                 pending.pop(k)
             if failed:

@@ -9,13 +9,22 @@
     log / trace / eval / checkpoint
 
 `train(cfg)` around it checks the data, runs the optional SFT warm-up (engine/recipes/sft.py), starts the
-cluster (engine/orchestration/cluster.py) and drives `Trainer.run`. With trainer.one_step_off, the rollout of
-step k+1 runs while the learners train on step k, and the importance ratio uses the rollout's log-probs.
+cluster (engine/orchestration/cluster.py) and drives `Trainer.run`.
+
+Asynchronous GRPO (trainer.max_staleness = s > 0; one_step_off is s = 1): a rollout thread keeps the rollouts of
+the next s steps going while the learners train, each on the weights current when its calls reach the workers.
+Its batch is then up to s weight versions old when its step trains; the PPO ratio uses the rollout's own
+log-probs (the behaviour policy's: standard off-policy PPO clipping, not AReaL's decoupled objective), and a
+batch older than s versions (a worker recovery syncs once more) is dropped and rolled out again. Weights reach
+the workers between their calls: a sync waits for the call under way to finish on the old weights (the idle
+handshake, orchestration/cluster.py), so the learners wait for it too.
 """
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +99,12 @@ class Trainer:
         t = cfg.trainer
         self.checkpoint_every = checkpoint_interval(t.steps, t.checkpoint_every, t.max_restarts)
         self.note: dict = {}  # goes into the next step's metrics line (a restart's)
+        # Asynchronous GRPO: the rollout thread draws prompts for steps not trained yet. A checkpoint must resume
+        # the stream where the first untrained step drew, so each rollout notes the stream's state before it draws.
+        self._draw_lock = threading.Lock()
+        self._stream_at: dict[int, dict] = {}  # step -> stream state before its rollout drew
+        self._last_rollout_end: float | None = None
+        self.stale_groups_dropped = 0
 
     # ------------------------------------------------------------------ one step
 
@@ -102,10 +117,14 @@ class Trainer:
         """Scored samples for one step. With algo.dynamic_sampling, zero-variance groups are dropped and
         refilled from fresh prompts of the stream."""
         cfg, g = self.cfg, self.cfg.rollout.group_size
-        rows = next(self.stream)
-        m: dict = {"failed_prompts": 0}
-        stats, scored = [], {}
         t0 = time.perf_counter()
+        with self._draw_lock:
+            self._stream_at[step] = self.stream.state()
+            rows = next(self.stream)
+        # The rollout side's idle time: since its previous rollout ended (on-policy: the update and sync between).
+        m: dict = {"failed_prompts": 0,
+                   "time_rollout_idle_s": t0 - self._last_rollout_end if self._last_rollout_end else 0.0}
+        stats, scored = [], {}
 
         def draw(k: int):
             batch_rows = rows[:k] if not stats else self.stream.take(k)  # a refill draws only what it needs
@@ -128,7 +147,8 @@ class Trainer:
         n = max(1, len(samples))
         tokens = sum(x.generated_tokens for x in samples)
         total = RolloutStats.merged(stats)
-        m.update(
+        self._last_rollout_end = time.perf_counter()
+        m.update(sampled_version=total.weight_version,
             time_rollout_s=time.perf_counter() - t0, tokens_per_s=tokens / max(time.perf_counter() - t0, 1e-9),
             response_len=tokens / n, truncated=sum(not x.finished for x in samples) / n,
             time_generate_s=total.loop.generate_s, time_tool_s=total.loop.tool_s, time_decode_s=total.decode_s,
@@ -168,19 +188,34 @@ class Trainer:
         every trainer.eval_every steps and after the last step (kept as self.last_eval). A Ctrl-C ends the run
         after the step under way (Interrupted); a second one exits at once (orchestration/interrupt.py)."""
         cfg, history = self.cfg, []
-        pool = ThreadPoolExecutor(1) if cfg.trainer.one_step_off else None
-        pending = pool.submit(self.rollout, self.step) if pool else None
+        ahead = cfg.trainer.staleness
+        pool = ThreadPoolExecutor(1) if ahead else None
+        queued: deque = deque()  # the rollouts of the next `ahead` steps, oldest first (never past `until`)
+        next_rollout = self.step
+
+        def fill() -> None:
+            nonlocal next_rollout
+            while pool and len(queued) < ahead and next_rollout < until:
+                queued.append(pool.submit(self.rollout, next_rollout))
+                next_rollout += 1
+
         with stop_on_interrupt(self.log) as stop:
             try:
                 while self.step < until:
                     step = self.step
-                    # Rollout and rewards (one-step-off: this step's, rolled out during the last update).
-                    if pool:
-                        batch, rewards, m = pending.result()
-                        if step + 1 < until:  # the next step rolls out on the current weights while this trains
-                            pending = pool.submit(self.rollout, step + 1)
-                    else:
-                        batch, rewards, m = self.rollout(step)
+                    # Rollout and rewards (asynchronous: this step's, rolled out while earlier steps trained).
+                    t = time.perf_counter()
+                    fill()
+                    batch, rewards, m = queued.popleft().result() if pool else self.rollout(step)
+                    staleness = self.staleness(m.pop("sampled_version"))
+                    if ahead and staleness > ahead:  # older than allowed (a worker recovery synced once more)
+                        self.stale_groups_dropped += len(batch.samples) // cfg.rollout.group_size
+                        # Rolled out again on the rollout thread, after the steps queued behind it (one at a time).
+                        batch, rewards, m = pool.submit(self.rollout, step).result()
+                        staleness = self.staleness(m.pop("sampled_version"))
+                    m.update(staleness=staleness, stale_groups_dropped=self.stale_groups_dropped,
+                             time_learner_idle_s=time.perf_counter() - t)
+                    fill()  # the next steps roll out on the current weights while this one trains
                     # Advantages, the learners' update, the weight sync.
                     # Steps count from 1 everywhere (console, metrics, traces, plot, checkpoints): a line reports
                     # the step that finished.
@@ -189,6 +224,8 @@ class Trainer:
                     if self.tracer and (step % self.trace_every == 0 or step + 1 == until) and batch.samples:
                         self.trace(step + 1, "train", batch.samples, rewards, metrics_log)
                     self.step += 1
+                    with self._draw_lock:
+                        self._stream_at.pop(step, None)
                     if self.step == until or (cfg.trainer.eval_every and self.step % cfg.trainer.eval_every == 0):
                         # Held-out results go into the step's metrics line; the last one is the run's eval.json.
                         result = self.evaluate()
@@ -202,7 +239,7 @@ class Trainer:
                     history.append(m)
                     self.log(metrics_log.progress_line(step, m))
                     gap = m.get("logp_gap_max", 0.0)
-                    if gap > LOGP_GAP_WARN and not cfg.trainer.one_step_off:  # one-step-off: older weights
+                    if gap > LOGP_GAP_WARN and not ahead:  # asynchronous: the samples came from older weights
                         self.log(f"WARNING: step {step + 1}: logp_gap_max {gap:.2e} > {LOGP_GAP_WARN:g}: the rollout "
                                  "and the learner disagree about the sampled tokens' log-probs on the same weights "
                                  "(positions, dtype, or sampling that is not plain softmax(logits / T))")
@@ -212,6 +249,10 @@ class Trainer:
                 if pool:
                     pool.shutdown(wait=False, cancel_futures=True)
         return history
+
+    def staleness(self, sampled_version: int | None) -> int:
+        """Weight versions between the ones a rollout's samples were drawn with and the learners' now."""
+        return 0 if sampled_version is None else self.cluster.version - sampled_version
 
     def evaluate(self) -> dict:
         """Greedy answers to every held-out question with the current weights (engine/orchestration/evaluation.py);
@@ -238,7 +279,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint(self) -> str:
-        extra = {"step": self.step, "stream": self.stream.state(), "version": self.cluster.version}
+        with self._draw_lock:
+            # Where the first untrained step drew (asynchronous: the rollout thread may have drawn further).
+            stream = self._stream_at.get(self.step) or self.stream.state()
+        extra = {"step": self.step, "stream": stream, "version": self.cluster.version}
         try:
             return self.cluster.save_checkpoint(str(self.out / "checkpoints"), extra)
         except CheckpointError as e:  # e.g. a full disk: say so in one line, with the way back
@@ -248,6 +292,7 @@ class Trainer:
     def resume(self, path: str | None) -> None:
         """Restore learners, prompt stream, step and weight version; the rollout gets the weights by sync. None:
         back to the start (a restart before the first checkpoint; the new learners hold the initial policy)."""
+        self._stream_at.clear()
         if path is None:
             self.step = 0
             self.stream = PromptStream(self.train_rows, self.cfg.trainer.prompts_per_step, self.cfg.trainer.seed)
@@ -283,7 +328,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                                                 "the end of a run, and when a run is interrupted with Ctrl-C")
     sft_dir = out / "sft" if cfg.sft.steps or cfg.sft.epochs else None
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir))) if sft_dir else cfg  # starts from SFT's
-    if cfg.trainer.one_step_off:
+    if cfg.trainer.staleness:  # the behaviour policy's log-probs: the learners' weights have moved on since
         grpo_cfg = replace(grpo_cfg, learner=replace(grpo_cfg.learner, old_logp="rollout"))
     cluster = None
     try:

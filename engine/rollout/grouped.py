@@ -35,6 +35,7 @@ class RolloutStats:
     decode_s: float = 0.0  # decoding + preprocessing the prompts' videos
     loop: LoopStats = field(default_factory=LoopStats)
     phases: dict[str, float] = field(default_factory=dict)  # the backend's own (vision_tower, prefill, sampling)
+    weight_version: int | None = None  # the weights the samples were drawn with (the oldest, over several calls)
 
     @staticmethod
     def merged(stats: list[RolloutStats]) -> RolloutStats:
@@ -44,9 +45,11 @@ class RolloutStats:
         for st in stats:
             for k, v in st.phases.items():
                 phases[k] = phases.get(k, 0.0) + v
+        versions = [st.weight_version for st in stats if st.weight_version is not None]
         return RolloutStats(failed_prompts=sum(st.failed_prompts for st in stats),
                             errors=[e for st in stats for e in st.errors],
-                            decode_s=sum(st.decode_s for st in stats), loop=loop, phases=phases)
+                            decode_s=sum(st.decode_s for st in stats), loop=loop, phases=phases,
+                            weight_version=min(versions, default=None))
 
 
 PROMPT_CACHE_SIZE = 256  # prompts (ids + preprocessed video) kept per rollout engine
