@@ -340,6 +340,9 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         log(f"data: {len(data.train)} training rows, {len(data.eval)} held-out"
             + (f", {len(data.bad)} bad rows skipped" if data.bad else ""))
         if sft_pending:
+            amount = f"{cfg.sft.steps} steps" if cfg.sft.steps else f"{cfg.sft.epochs} epochs"
+            log(f"SFT warm-up first ({amount}, into {sft_dir}), then {cfg.trainer.steps} GRPO steps from it; "
+                "sft.steps=0 sft.epochs=0 skips it")
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # what a Ctrl-C's --resume reads
             run_sft(cfg, data, sft_dir, log, resume=resume and latest(sft_dir / "checkpoints") is not None,
                     keep_ray=True, resume_with=resume_command(str(out / "config.json")))
@@ -365,7 +368,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
             try:
                 if relaunch is not None:  # after a failure: every actor anew, from the newest checkpoint
                     cluster = Cluster.launch(cfg, log)
-                    cluster.start(data.records, videos)  # an actor lost while starting is one more failure, as any other
+                    cluster.start(data.records, videos)  # an actor lost while starting is one more failure
                     trainer.cluster = cluster
                     checkpoint = latest(ckpt_root)
                     trainer.resume(None if checkpoint is None else str(checkpoint))

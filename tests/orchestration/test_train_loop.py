@@ -67,7 +67,10 @@ def test_prompt_stream_take_draws_exactly_what_is_asked_and_skips_nothing():
 
 def test_train_then_resume(cfg):
     out = cfg.trainer.output_dir
-    history = train(cfg, log=lambda _: None)
+    logs = []
+    history = train(cfg, log=logs.append)
+    assert (f"SFT warm-up first (2 steps, into {out}/sft), then 2 GRPO steps from it; sft.steps=0 sft.epochs=0 "
+            "skips it") in logs  # not silently
     assert [m["step"] for m in history] == [1, 2]
     assert [m["step"] for m in read_metrics(f"{out}/metrics.jsonl")] == [1, 2]
     assert all(m["reward_fn/chars"] > 0 for m in read_metrics(f"{out}/metrics.jsonl"))  # reward.fn's components
