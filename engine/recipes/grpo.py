@@ -305,6 +305,14 @@ class Trainer:
         self.cluster.sync_weights(newer_than=int(extra["version"]))
 
 
+def interrupted_at(checkpoint: Path | None) -> Interrupted:
+    """A Ctrl-C that came while no cluster was up: the run's work is its newest checkpoint (or nothing)."""
+    if checkpoint is None:
+        return Interrupted(0, "")
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return Interrupted(int(state["extra"]["step"]), str(checkpoint))
+
+
 def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     """The main job. Rows are checked first (bad rows: data.on_bad_row), then the optional SFT warm-up runs
     and the cluster starts. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/;
@@ -367,8 +375,11 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         while True:
             try:
                 if relaunch is not None:  # after a failure: every actor anew, from the newest checkpoint
-                    cluster = Cluster.launch(cfg, log)
-                    cluster.start(data.records, videos)  # an actor lost while starting is one more failure
+                    try:
+                        cluster = Cluster.launch(cfg, log)
+                        cluster.start(data.records, videos)  # an actor lost while starting is one more failure
+                    except KeyboardInterrupt:  # Ctrl-C while the actors start again: the newest checkpoint is kept
+                        raise interrupted_at(latest(ckpt_root)) from None
                     trainer.cluster = cluster
                     checkpoint = latest(ckpt_root)
                     trainer.resume(None if checkpoint is None else str(checkpoint))
@@ -389,10 +400,12 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                 path = trainer.checkpoint()
                 break
             except Interrupted as e:
-                e.checkpoint = trainer.checkpoint()
+                if e.checkpoint is None:  # set when the interrupt came during a restart: nothing newer to save
+                    e.checkpoint = trainer.checkpoint()
                 metrics_log.close()
                 log(f"interrupted at step {e.step}; checkpoint {e.checkpoint}; continue with: "
-                    f"{resume_command(str(out / 'config.json'))}")
+                    f"{resume_command(str(out / 'config.json'))}" if e.checkpoint else
+                    "interrupted before the first checkpoint; nothing to resume from")
                 raise
             except Exception as e:
                 why = infrastructure_failure(e)

@@ -14,6 +14,7 @@ from ray_testlib import small_config, stable
 
 from engine.errors import ClusterFailure, ConfigError, VideoDecodeError, WeightSyncError
 from engine.orchestration.cluster import Cluster
+from engine.orchestration.interrupt import Interrupted
 from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
 from engine.recipes.grpo import train
 from engine.telemetry.metrics import read_metrics
@@ -130,3 +131,26 @@ def test_without_restarts_left_the_run_ends_with_a_typed_error_naming_who_and_th
     assert "learner rank 0 died" in text and "trainer.max_restarts=0" in text
     assert "checkpoints/step-00000002" in text, text
     assert "--resume" in text
+
+
+def test_ctrl_c_while_the_actors_restart_ends_the_run_at_its_newest_checkpoint(tmp_path, monkeypatch, clean):
+    # SIGINT in the driver while it waits for the new actors (a blocking Ray call) raises KeyboardInterrupt there;
+    # there is no cluster to checkpoint, so the run ends at the newest checkpoint and says how to continue.
+    kill_learner_during_update(monkeypatch, call=3)
+    starts, original = [], Cluster.start
+
+    def start(self, *args):
+        starts.append(1)
+        if len(starts) == 2:  # the relaunch after the learner's death
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Cluster, "start", start)
+    logs = []
+    with pytest.raises(Interrupted) as e:
+        train(run_config(tmp_path, "ctrl_c", clean[1]), log=logs.append)
+    checkpoint = tmp_path / "ctrl_c" / "run" / "checkpoints" / "step-00000002"
+    assert e.value.step == 2 and e.value.checkpoint == str(checkpoint)
+    assert logs[-1] == (f"interrupted at step 2; checkpoint {checkpoint}; continue with: vthink train "
+                        f"{tmp_path / 'ctrl_c' / 'run' / 'config.json'} --resume")
+    assert [m["step"] for m in read_metrics(tmp_path / "ctrl_c" / "run" / "metrics.jsonl")] == [1, 2]
