@@ -391,7 +391,9 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                     history = [m for m in history if m["step"] <= trainer.step]
                     relaunch = None
                 history += trainer.run(cfg.trainer.steps, metrics_log)
-                if history and all("reward_mean" not in m for m in history):  # not one step had a sample to learn
+                # Not one step had a sample to learn, because every prompt failed (dynamic sampling may also leave a
+                # step with no group that teaches anything: that is not a failure).
+                if history and all("reward_mean" not in m for m in history) and trainer.failed:
                     metrics_log.close()
                     raise VthinkError(f"no prompt could be rolled out in {len(history)} steps; first failures: "
                                       + "; ".join(trainer.failed[:5]))
