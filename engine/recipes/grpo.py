@@ -38,7 +38,7 @@ from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config
 from engine.data.sources import Data, prepare
 from engine.errors import ClusterFailure, VthinkError
-from engine.learner.checkpoint import latest
+from engine.learner.checkpoint import STATE, latest
 from engine.learner.errors import CheckpointError
 from engine.model import policy_dir, policy_spec
 from engine.orchestration.evaluation import evaluate_on
@@ -309,7 +309,7 @@ def interrupted_at(checkpoint: Path | None) -> Interrupted:
     """A Ctrl-C that came while no cluster was up: the run's work is its newest checkpoint (or nothing)."""
     if checkpoint is None:
         return Interrupted(0, "")
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state = json.loads((checkpoint / STATE).read_text())
     return Interrupted(int(state["extra"]["step"]), str(checkpoint))
 
 
