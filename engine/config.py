@@ -17,6 +17,7 @@ import yaml
 
 from engine.errors import ConfigError
 from engine.rules import check, ruled
+from engine.video.policy import FramePolicy
 from engine.video.spec import ARCHS
 
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -88,12 +89,12 @@ class VideoConfig:
 
     device: Literal["cpu", "cuda"] = "cpu"  # where frames are decoded and preprocessed
     backend: Literal["auto", "dali", "pyav"] = "auto"  # auto: DALI on CUDA when installed, else PyAV
-    fps: float = ruled(2.0, lambda v: v > 0, 'a number > 0')  # frames sampled per second of video
+    fps: float = ruled(FramePolicy.fps, lambda v: v > 0, 'a number > 0')  # frames sampled per second of video
     # frames per clip, at least and at most, after sampling at `fps` (rounded down to an even count)
-    min_frames: int = ruled(4, lambda v: v >= 1, 'an integer >= 1')
-    max_frames: int = 16  # frames per clip at most (the prompt's global frames)
+    min_frames: int = ruled(FramePolicy.min_frames, lambda v: v >= 1, 'an integer >= 1')
+    max_frames: int = FramePolicy.max_frames  # frames per clip at most (the prompt's global frames)
     # pixels per frame at most after resizing (sides multiples of the model's patch group, aspect kept)
-    max_pixels: int = ruled(128 * 28 * 28, lambda v: v >= 28 * 28, 'an integer >= 784 (one 28x28 patch group)')
+    max_pixels: int = ruled(FramePolicy.max_pixels, lambda v: v >= 28 * 28, 'an integer >= 784 (one 28x28 patch group)')
     # decoded, model-ready frames kept in memory per process (a group's clip and its tool windows are reused)
     cache_bytes: int = ruled(2**30, lambda v: v >= 0, 'an integer >= 0')
     blank: bool = False  # every frame the model sees (prompt and tool observations) is blank: the trained_blank control

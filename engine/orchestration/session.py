@@ -89,12 +89,7 @@ def build_rollout(cfg: Config, backend, tokenizer, model_config, records: dict) 
     )
     r = cfg.rollout
     agent = r.agent
-    loop = LoopConfig(
-        tools=agent, relook=r.relook, max_turns=r.max_turns, max_tokens_per_turn=r.max_new_tokens,
-        max_total_tokens=r.max_trajectory_tokens,
-        max_visual_tokens=r.max_visual_tokens, tool_workers=r.tool_workers, max_frames=r.max_frames_per_question,
-        question_reminder=r.question_reminder,
-    )
+    loop = LoopConfig.of(r)
     registry = None
     if agent:
         from engine.tools import CaptionClipIndex, ToolRegistry, default_registry

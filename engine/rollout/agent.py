@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.config import RolloutConfig
 from engine.errors import ToolCallError, VideoRequestError
 from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample, ToolEvent, VideoInput
@@ -32,18 +33,32 @@ TOOL_OPEN = "<tool_call>"
 TIME_CLOSE = "</time>"
 
 
+# The budgets' defaults and their meaning live in one place, the `rollout` section of the config.
+_ROLLOUT = RolloutConfig(mode="agent")
+
+
 @dataclass(frozen=True)
 class LoopConfig:
+    """The loop's stops and budgets: `of(cfg.rollout)` in a run; the defaults are `rollout.*`'s in agent mode."""
+
     tools: bool = False  # agent mode: stop on </tool_call> and run the call
-    relook: bool = False  # grounded re-look: stop on </time> and inject the frames of that span
-    max_turns: int = 4  # observations (tool responses + re-looks) per sample
-    max_tokens_per_turn: int = 64  # per backend call
-    max_total_tokens: int = 256  # model tokens over the whole trajectory
-    max_visual_tokens: int = 4096  # merged visual tokens injected by observations
-    tool_workers: int = 4  # threads running tools; 0 runs them inline (serialised, for comparison)
+    relook: bool = _ROLLOUT.relook  # grounded re-look: stop on </time> and inject the frames of that span
+    max_turns: int = _ROLLOUT.max_turns  # observations (tool responses + re-looks) per sample
+    max_tokens_per_turn: int = _ROLLOUT.max_new_tokens  # per backend call
+    max_total_tokens: int = _ROLLOUT.max_trajectory_tokens  # model tokens over the whole trajectory
+    max_visual_tokens: int = _ROLLOUT.max_visual_tokens  # merged visual tokens injected by observations
+    tool_workers: int = _ROLLOUT.tool_workers  # threads running tools; 0 runs them inline (serialised)
     max_repeats: int = 1  # identical consecutive calls allowed; the next one gets an error observation
-    max_frames: int | None = None  # frames seen per sample (prompt + observations); None = no limit
-    question_reminder: bool = False  # every tool response ends with the question again (Episode.reminder)
+    max_frames: int | None = _ROLLOUT.max_frames_per_question  # frames seen per sample (prompt + observations)
+    question_reminder: bool = _ROLLOUT.question_reminder  # every tool response ends with the question again
+
+    @classmethod
+    def of(cls, rollout: RolloutConfig) -> LoopConfig:
+        """The loop `rollout.*` asks for."""
+        return cls(tools=rollout.agent, relook=rollout.relook, max_turns=rollout.max_turns,
+                   max_tokens_per_turn=rollout.max_new_tokens, max_total_tokens=rollout.max_trajectory_tokens,
+                   max_visual_tokens=rollout.max_visual_tokens, tool_workers=rollout.tool_workers,
+                   max_frames=rollout.max_frames_per_question, question_reminder=rollout.question_reminder)
 
 
 @dataclass

@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from engine.errors import VideoRequestError
 
 PATCH_SIZE = 14
@@ -75,6 +73,8 @@ def select_frames(first: int, last: int, video_fps: float, policy: FramePolicy) 
     n = frame_count(available, video_fps, policy)
     if n == 1:
         return [first]
+    import torch  # here, not at the top: engine.config reads FramePolicy's defaults without paying for torch
+
     # Same rounding as qwen-vl-utils: linspace over the span, round half to even.
     offsets = torch.linspace(0, available - 1, n, dtype=torch.float64).round().long().tolist()
     return [first + o for o in offsets]
