@@ -157,7 +157,7 @@ def single_process_run(out: Path, steps: int, overrides: list[str]) -> None:
 
     from engine.config import load_config
     from engine.data.sources import prepare
-    from engine.learner.fsdp import FSDPLearner
+    from engine.learner.fsdp import FSDPLearner, LearnerSpec
     from engine.orchestration.session import build_backend, build_rollout
     from engine.recipes.grpo import Trainer
     from engine.sync import free_port
@@ -166,7 +166,7 @@ def single_process_run(out: Path, steps: int, overrides: list[str]) -> None:
     cfg = load_config(str(ROOT / "configs/tiny_cpu.yaml"), train_overrides(steps, out, overrides))
     data = prepare(cfg, "train", out)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port('127.0.0.1')}", rank=0, world_size=1)
-    learner = FSDPLearner(cfg, 0, 1)
+    learner = FSDPLearner(LearnerSpec.of(cfg), 0, 1)
     backend, tokenizer, config = build_backend(cfg)
     engine = build_rollout(cfg, backend, tokenizer, config, data.records)
     trained = {n for n, _ in learner.hf.named_parameters()}

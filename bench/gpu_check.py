@@ -164,7 +164,7 @@ def check_learner_step() -> dict:
     import torch.distributed as dist
 
     from engine.config import load_config
-    from engine.learner.fsdp import FSDPLearner
+    from engine.learner.fsdp import FSDPLearner, LearnerSpec
     from engine.model.video_tokens import VIDEO_BLOCK, video_prompt_ids
     from engine.learner.batch import BatchIds, learner_batch
     from engine.rollout.batch import Sample
@@ -176,7 +176,7 @@ def check_learner_step() -> dict:
     dist.init_process_group("nccl", rank=0, world_size=1)
     out = {}
     for arch in ("qwen2_5_vl", "qwen3_vl"):
-        learner = FSDPLearner(load_config(None, [f"model.arch={arch}", "algo.kl_coef=0.04"]), 0, 1)
+        learner = FSDPLearner(LearnerSpec.of(load_config(None, [f"model.arch={arch}", "algo.kl_coef=0.04"])), 0, 1)
         ref, tok = _tiny(arch)
         spec = vision_spec(ref.config)
         video = _video(spec)
@@ -195,8 +195,8 @@ def check_learner_step() -> dict:
         out[arch] = {"logp_gap_max": gap, "loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
         # Mixed precision: bf16 compute from the fp32 master, against the fp32 model's own forward.
-        half = FSDPLearner(load_config(None, [f"model.arch={arch}", "algo.kl_coef=0.04", "model.dtype=bfloat16"]),
-                           0, 1)
+        half_cfg = load_config(None, [f"model.arch={arch}", "algo.kl_coef=0.04", "model.dtype=bfloat16"])
+        half = FSDPLearner(LearnerSpec.of(half_cfg), 0, 1)
         diff = (half.compute_logprobs(T).cpu()[m] - want[m]).abs()
         metrics = half.update(T, torch.tensor([1.0, -1.0, 0.5, -0.5]))
         out[arch].update(bf16_logp_gap_max=diff.max().item(), bf16_logp_gap_mean=diff.mean().item(),
@@ -213,7 +213,7 @@ def check_learner_real_width() -> dict:
     import torch.distributed as dist
 
     from engine.config import load_config
-    from engine.learner.fsdp import FSDPLearner
+    from engine.learner.fsdp import FSDPLearner, LearnerSpec
     from engine.model.loading import cache_root
     from engine.model.sized import save_sized
     from engine.orchestration.plan import GiB, plan
@@ -232,7 +232,7 @@ def check_learner_real_width() -> dict:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port("127.0.0.1")))
     torch.cuda.set_device(0)
     dist.init_process_group("nccl", rank=0, world_size=1)
-    learner = FSDPLearner(cfg, 0, 1)
+    learner = FSDPLearner(LearnerSpec.of(cfg), 0, 1)
     g = torch.Generator().manual_seed(0)
     B, L = 4, tokens // 4
     mask = torch.zeros(B, L)

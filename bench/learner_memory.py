@@ -39,7 +39,7 @@ def child(preset: str, tokens: int, fused: bool) -> dict:
     import torch.distributed as dist
 
     from engine.config import load_config
-    from engine.learner.fsdp import FSDPLearner
+    from engine.learner.fsdp import FSDPLearner, LearnerSpec
     from engine.model.loading import cache_root
     from engine.model.sized import save_sized
     from engine.orchestration.placement import estimate, parameter_count
@@ -55,7 +55,7 @@ def child(preset: str, tokens: int, fused: bool) -> dict:
     base = rss()
     cfg = load_config(None, [f"model.path={path}", f"learner.fused_loss={str(fused).lower()}"])
     t0 = time.perf_counter()
-    learner = FSDPLearner(cfg, 0, 1)
+    learner = FSDPLearner(LearnerSpec.of(cfg), 0, 1)
     built = rss()
     build_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(0)

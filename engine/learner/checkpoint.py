@@ -111,7 +111,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def _source_dir(learner: FSDPLearner) -> Path:
-    return policy_dir(learner.cfg.model)
+    return policy_dir(learner.spec.model)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -189,7 +189,7 @@ def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
     files, loadable with plain from_pretrained / AutoProcessor / vLLM. Collective (every rank gathers its
     shards); rank 0 writes."""
     path = Path(path)
-    dtype = getattr(torch, learner.cfg.model.dtype)
+    dtype = getattr(torch, learner.spec.model.dtype)
     full = {}
     for name, tensor in learner.named_full_tensors():
         if learner.rank == 0:
@@ -199,10 +199,10 @@ def export_hf(learner: FSDPLearner, path: str | os.PathLike) -> Path:
         learner.hf.save_pretrained(path, state_dict=full)
         learner.tokenizer.save_pretrained(path)
         config = json.loads((path / "config.json").read_text())
-        config["dtype"] = learner.cfg.model.dtype  # what the weights hold, not the fp32 of the master copy
+        config["dtype"] = learner.spec.model.dtype  # what the weights hold, not the fp32 of the master copy
         (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         copy_processor_files(_source_dir(learner), path)
-        write_frame_policy(path, learner.cfg.video)
+        write_frame_policy(path, learner.spec.video)
     del full
     dist.barrier()
     return path

@@ -6,7 +6,7 @@ gets the *same full batch*; each computes the same plan (engine.learner.microbat
   * rows are split over ranks by Karmarkar-Karp on their token counts (text + visual), then packed into
     micro-batches of at most `learner.micro_batch_tokens`; ranks with fewer micro-batches run zero-weight
     ones so that every rank issues the same collectives (FSDP gathers each layer in every forward);
-  * the loss of each micro-batch is kernels.grpo_loss with cfg.algo's aggregation, weighted so that the sum
+  * the loss of each micro-batch is kernels.grpo_loss with algo.loss_agg's aggregation, weighted so that the sum
     over micro-batches and ranks is exactly the full batch's loss: for token-mean by its share of the
     batch's loss tokens, for the seq-mean-* modes by its share of the batch's non-empty sequences. FSDP
     averages gradients over ranks, so each rank back-propagates world_size times its part;
@@ -31,7 +31,7 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully
 from torch.distributed.tensor import DTensor
 
 from engine import native
-from engine.config import Config, LearnerConfig
+from engine.config import AlgoConfig, Config, LearnerConfig, ModelConfig, OptimConfig, VideoConfig
 from engine.errors import ConfigError
 from engine.learner import checkpoint, microbatch
 from engine.learner.attention import choose_attention
@@ -106,8 +106,28 @@ def _read_own_rows(model: torch.nn.Module, keys: dict[str, tuple[Path, str]], ra
             local.copy_(rows[start:start + local.shape[0]])
 
 
-def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | None, device: torch.device,
-                   options: LearnerConfig):
+@dataclasses.dataclass(frozen=True)
+class LearnerSpec:
+    """What a learner needs from a run's config, and nothing more: the sections it reads plus the two rollout
+    settings its log-probs must agree with. Built once per run by `LearnerSpec.of(cfg)`."""
+
+    model: ModelConfig
+    video: VideoConfig  # written into exported checkpoints, so plain inference samples frames as training did
+    optim: OptimConfig
+    algo: AlgoConfig
+    options: LearnerConfig
+    temperature: float  # rollout.temperature: log-probs are log_softmax(logits / T), as the samples were drawn
+    max_trajectory_tokens: int  # rollout.max_trajectory_tokens: Dr.GRPO's constant (seq-mean-token-sum-norm)
+
+    @classmethod
+    def of(cls, cfg: Config, options: LearnerConfig | None = None) -> LearnerSpec:
+        """`cfg`'s learner; `options` replaces its `learner` section (tests and benches compare layouts)."""
+        return cls(model=cfg.model, video=cfg.video, optim=cfg.optim, algo=cfg.algo,
+                   options=(options or cfg.learner).validate(), temperature=cfg.rollout.temperature,
+                   max_trajectory_tokens=cfg.rollout.max_trajectory_tokens)
+
+
+def _build_sharded(spec: LearnerSpec, rank: int, mesh, mp: MixedPrecisionPolicy | None, device: torch.device):
     """(policy, reference or None, tokenizer, HF config), sharded, holding the initial weights.
 
     Every rank builds both on the meta device (no memory), shards them, allocates only its shards and reads only
@@ -121,7 +141,7 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
 
     from engine.model.loading import check_vocab
 
-    local = policy_dir(config.model)
+    local = policy_dir(spec.model)
     tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
     hf_config = AutoConfig.from_pretrained(local, local_files_only=True)
     check_vocab(hf_config, tokenizer)
@@ -139,11 +159,11 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
                                                          attn_implementation=attention)
         if (local / "generation_config.json").is_file():
             hf.generation_config = GenerationConfig.from_pretrained(local, local_files_only=True)
-        if trainable and options.activation_checkpointing:
+        if trainable and spec.options.activation_checkpointing:
             # Non-reentrant: recomputation re-enters FSDP's hooks, which gather each layer again.
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         hf.requires_grad_(trainable)
-        offload = not trainable and options.ref_offload
+        offload = not trainable and spec.options.ref_offload
         wrapper = _shard(LogprobModel(hf), mesh, mp if trainable else None, offload)
         wrapper.to_empty(device=torch.device("cpu") if offload else device)  # offloaded shards live on the host
         if "keys" not in found:  # the same files on every rank: the same choice on every rank
@@ -166,51 +186,42 @@ def _build_sharded(config: Config, rank: int, mesh, mp: MixedPrecisionPolicy | N
         return wrapper.train(trainable)
 
     policy = build(True)
-    ref = build(False) if config.algo.kl_coef > 0 else None
+    ref = build(False) if spec.algo.kl_coef > 0 else None
     return policy, ref, tokenizer, hf_config
-
-
-def _options(given) -> LearnerConfig:
-    """LearnerConfig from an explicit one, a config section with the same fields, or the defaults."""
-    if given is None:
-        return LearnerConfig().validate()
-    if isinstance(given, LearnerConfig):
-        return given.validate()
-    return LearnerConfig(**{f.name: getattr(given, f.name) for f in dataclasses.fields(LearnerConfig)}).validate()
 
 
 class FSDPLearner:
     """Policy (trainable, sharded), frozen sharded reference when kl_coef > 0, AdamW, warm-up schedule.
 
-    Every rank loads the same initial weights (cfg.model.path, seed cfg.model.seed) and shards them. On GPU,
+    Every rank loads the same initial weights (model.path, seed model.seed) and shards them. On GPU,
     call torch.cuda.set_device(local_rank) before constructing it: the current device is the learner's.
     """
 
-    def __init__(self, config: Config, rank: int, world_size: int, options: LearnerConfig | None = None):
+    def __init__(self, spec: LearnerSpec, rank: int, world_size: int):
         if not dist.is_initialized():
             raise RuntimeError("FSDPLearner needs torch.distributed initialised (gloo on CPU, nccl on GPU)")
         if dist.get_rank() != rank or dist.get_world_size() != world_size:
             raise ValueError(f"rank/world_size {rank}/{world_size} disagree with the process group's "
                              f"{dist.get_rank()}/{dist.get_world_size()}")
-        self.cfg = config
+        self.spec = spec
         self.phases = PhaseTimer(cuda_sync=True)  # learner_reference, learner_forward_backward, optimizer
-        self.options = _options(options or getattr(config, "learner", None))
+        self.options = spec.options
         self.rank, self.world_size = rank, world_size
         if dist.get_backend() == "nccl":
             self.device = torch.device("cuda", torch.cuda.current_device())
         else:
             self.device = torch.device("cpu")
         self.mesh = init_device_mesh(self.device.type, (world_size,))
-        # fp32 master weights; a lower cfg.model.dtype becomes FSDP's compute (param) dtype.
-        compute = getattr(torch, config.model.dtype)  # model.dtype names a torch dtype
+        # fp32 master weights; a lower model.dtype becomes FSDP's compute (param) dtype.
+        compute = getattr(torch, spec.model.dtype)  # model.dtype names a torch dtype
         mp = None if compute == torch.float32 else MixedPrecisionPolicy(param_dtype=compute,
                                                                          reduce_dtype=torch.float32)
         self.policy, self.ref, self.tokenizer, self.hf_config = _build_sharded(
-            config, rank, self.mesh, mp, self.device, self.options)
+            spec, rank, self.mesh, mp, self.device)
         hf = self.policy.hf
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.optim.lr,
-                                           weight_decay=config.optim.weight_decay)
-        self.scheduler = warmup_schedule(self.optimizer, config.optim.warmup_steps)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.optim.lr,
+                                           weight_decay=spec.optim.weight_decay)
+        self.scheduler = warmup_schedule(self.optimizer, spec.optim.warmup_steps)
         self.step = 0  # update() calls so far, skipped ones included
         self.skipped = 0  # updates skipped for a non-finite loss or gradient norm
         self.merge = hf.config.vision_config.spatial_merge_size
@@ -283,7 +294,7 @@ class FSDPLearner:
         return {k: v.to(self.device, non_blocking=True) for k, v in mb.items()}
 
     def _run(self, model: LogprobModel, mb: dict, uses_visual: bool, with_entropy: bool):
-        return model(mb, temperature=self.cfg.rollout.temperature, with_entropy=with_entropy,
+        return model(mb, temperature=self.spec.temperature, with_entropy=with_entropy,
                      run_visual=uses_visual)
 
     # ------------------------------------------------------------------ log-probs
@@ -318,7 +329,7 @@ class FSDPLearner:
         """(loss-aggregation weight, token-mean weight) of a micro-batch within the full batch."""
         tokens = float(mb_mask.sum())
         w_tok = tokens / n_tokens if n_tokens else 0.0
-        if self.cfg.algo.loss_agg == "token-mean":
+        if self.spec.algo.loss_agg == "token-mean":
             return w_tok, w_tok
         seqs = float((mb_mask.sum(1) > 0).sum())
         return (seqs / n_seqs if n_seqs else 0.0), w_tok
@@ -326,7 +337,7 @@ class FSDPLearner:
     def update(self, batch: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, float]:
         """One GRPO optimizer step on the full `batch` (identical on every rank). Returns global metrics (floats,
         and `logp_gap_per_sample`: each row's max |rollout - learner| log-prob, when the batch has rollout_logp)."""
-        algo = self.cfg.algo
+        algo = self.spec.algo
         batch, lay = self._prepare(batch, advantages)
         mode = self.options.old_logp
         if mode == "rollout" and "rollout_logp" not in batch:
@@ -354,11 +365,11 @@ class FSDPLearner:
                     old, _ = self._run(self.policy, mb, lay.has_visual, with_entropy=False)
             opts = dict(clip_low=algo.clip_low, clip_high=algo.clip_high, kl_type=algo.kl_type,
                         kl_coef=algo.kl_coef if ref_logp is not None else 0.0, agg=algo.loss_agg,
-                        entropy_coef=algo.entropy_coef, max_len=self.cfg.rollout.max_trajectory_tokens)
+                        entropy_coef=algo.entropy_coef, max_len=self.spec.max_trajectory_tokens)
             with self.phases.phase("learner_forward_backward"):
                 if self.fused:  # old None: this pass's own log-probs (on-policy)
                     loss, stats, logp, entropy = self.policy(
-                        mb, temperature=self.cfg.rollout.temperature, run_visual=lay.has_visual,
+                        mb, temperature=self.spec.temperature, run_visual=lay.has_visual,
                         grpo=dict(old=old, ref=ref_logp, advantages=mb["advantages"], mask=mask, **opts))
                 else:
                     logp, entropy = self._run(self.policy, mb, lay.has_visual, with_entropy=True)
@@ -428,7 +439,7 @@ class FSDPLearner:
         nonfinite = not math.isfinite(loss)
         grad_norm = float("nan")
         if not nonfinite:
-            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.optim.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.spec.optim.grad_clip)
             grad_norm = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
             nonfinite = not math.isfinite(grad_norm)
         if nonfinite:

@@ -126,14 +126,14 @@ class LearnerWorker:
         address, and build the sharded policy."""
         import torch.distributed as dist
 
-        from engine.learner.fsdp import FSDPLearner
+        from engine.learner.fsdp import FSDPLearner, LearnerSpec
 
         backend = self.dist_backend
         if backend == "nccl":
             torch.cuda.set_device(0)  # Ray gives each learner actor its own GPU as device 0
         dist.init_process_group(backend, init_method=f"tcp://{address[0]}:{address[1]}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=10))
-        self.learner = FSDPLearner(self.cfg, self.rank, self.world_size)
+        self.learner = FSDPLearner(LearnerSpec.of(self.cfg), self.rank, self.world_size)
 
     def join_sync(self, host: str, port: int, world_size: int) -> None:
         """Learner rank 0 becomes sync rank 0; the other ranks only help gather the shards."""

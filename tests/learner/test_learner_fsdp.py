@@ -74,7 +74,7 @@ def _worker(rank, scenario, port, data, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    from engine.learner.fsdp import FSDPLearner
+    from engine.learner.fsdp import FSDPLearner, LearnerSpec
 
     dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=120))
     d = torch.load(data)
@@ -82,7 +82,7 @@ def _worker(rank, scenario, port, data, out):
     ckpt = str(Path(out) / "ckpt")
     if scenario == "main":
         for name, (extra, opts) in LEARNERS.items():
-            learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
+            learner = FSDPLearner(LearnerSpec.of(_cfg(extra), opts), rank, WORLD)
             res[f"{name}/fused"] = learner.fused
             if name == "whole":
                 res["logp"] = learner.compute_logprobs(d["batch"])
@@ -114,18 +114,19 @@ def _worker(rank, scenario, port, data, out):
             learner.save_checkpoint(ckpt, {"data_position": 9})
             learner.save_checkpoint(ckpt, {"data_position": 9})  # same step again: replaced, not duplicated
         # SFT on the same ranks, micro-batched, with key-span loss weights.
-        sft = FSDPLearner(sft_config(_cfg(["sft.lr=1e-3"])), rank, WORLD, LEARNERS["micro"][1])
+        sft = FSDPLearner(LearnerSpec.of(sft_config(_cfg(["sft.lr=1e-3"])), LEARNERS["micro"][1]), rank, WORLD)
         res["sft/m"] = sft.sft_update(d["sft_batch"])
         res["sft/w"] = _full_weights(sft)
         # learner.ref_offload: the reference's shards in host memory (FSDP2 CPU offload), the same log-probs.
-        offloaded = FSDPLearner(_cfg([]), rank, WORLD, dataclasses.replace(LEARNERS["whole"][1], ref_offload=True))
+        offload = dataclasses.replace(LEARNERS["whole"][1], ref_offload=True)
+        offloaded = FSDPLearner(LearnerSpec.of(_cfg([]), offload), rank, WORLD)
         res["ref_offload/ref_logp"] = offloaded.compute_logprobs(d["batch"], model="ref")
         layer = offloaded.ref.hf.model.language_model.layers[0]
         params = layer._get_fsdp_state()._fsdp_param_group.fsdp_params
         res["ref_offload/offloaded"] = all(p.offload_to_cpu for p in params)
         del offloaded
         # model.dtype=bfloat16: the HF files hold bf16, the fp32 master weights come back exactly on resume.
-        bf16 = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
+        bf16 = FSDPLearner(LearnerSpec.of(_cfg(["model.dtype=bfloat16"]), LEARNERS["whole"][1]), rank, WORLD)
         # The frozen reference is held in the compute dtype (no fp32 master): at init it scores as the policy does.
         res["bf16/ref_dtypes"] = sorted({str(p.dtype) for p in bf16.ref.parameters()})
         res["bf16/logp"] = bf16.compute_logprobs(d["batch"], model="policy")
@@ -133,12 +134,12 @@ def _worker(rank, scenario, port, data, out):
         bf16.update(d["batch"], d["adv1"])
         res["bf16/w"] = _full_weights(bf16)
         res["bf16/path"] = str(bf16.save_checkpoint(str(Path(out) / "ckpt_bf16"), {}))
-        again = FSDPLearner(_cfg(["model.dtype=bfloat16"]), rank, WORLD, LEARNERS["whole"][1])
+        again = FSDPLearner(LearnerSpec.of(_cfg(["model.dtype=bfloat16"]), LEARNERS["whole"][1]), rank, WORLD)
         again.load_checkpoint(res["bf16/path"])
         res["bf16/w_loaded"] = _full_weights(again)
     else:
         name, (extra, opts) = "whole", LEARNERS["whole"]
-        learner = FSDPLearner(_cfg(extra), rank, WORLD, opts)
+        learner = FSDPLearner(LearnerSpec.of(_cfg(extra), opts), rank, WORLD)
         torch.manual_seed(999)  # anything; the checkpoint must restore the saved state
         res["extra"] = learner.load_checkpoint(str(Path(ckpt) / "step-00000001"))
         res["step"] = learner.step
@@ -149,7 +150,7 @@ def _worker(rank, scenario, port, data, out):
         res["w2"] = _full_weights(learner)
         # Bad input fails fast, on every rank alike (before any collective), and changes nothing.
         no_logp = {k: v for k, v in d["batch2"].items() if k != "rollout_logp"}
-        no_ref = FSDPLearner(_cfg(["algo.kl_coef=0"]), rank, WORLD, opts)
+        no_ref = FSDPLearner(LearnerSpec.of(_cfg(["algo.kl_coef=0"]), opts), rank, WORLD)
         res["errors"] = [_error(lambda: learner.update(d["batch2"], d["adv2"][:-1])),
                          _error(lambda: learner.update(no_logp, d["adv2"])),
                          _error(lambda: no_ref.compute_logprobs(d["batch2"], model="ref"))]
@@ -158,9 +159,9 @@ def _worker(rank, scenario, port, data, out):
         # for checkpoints in another layout) give the same weights and buffers.
         import engine.learner.fsdp as fsdp
 
-        res["built/direct"] = _full_weights(FSDPLearner(_cfg([]), rank, WORLD, opts))
+        res["built/direct"] = _full_weights(FSDPLearner(LearnerSpec.of(_cfg([]), opts), rank, WORLD))
         fsdp._checkpoint_keys = lambda *_: None
-        fallback = FSDPLearner(_cfg([]), rank, WORLD, opts)
+        fallback = FSDPLearner(LearnerSpec.of(_cfg([]), opts), rank, WORLD)
         res["built/fallback"] = _full_weights(fallback)
         res["built/buffers"] = {n: b.clone() for n, b in fallback.hf.named_buffers()}
     torch.save(res, Path(out) / f"{scenario}-rank{rank}.pt")
