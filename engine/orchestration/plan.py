@@ -292,7 +292,7 @@ def largest_sequence(cfg, dims: Dims) -> tuple[int, int]:
     r = cfg.rollout
     visual = math.ceil(cfg.video.max_frames / dims.temporal) * (cfg.video.max_pixels // (dims.patch * dims.merge) ** 2)
     visual += r.max_visual_tokens if (r.agent or r.relook) and r.max_turns else 0
-    tokens = max_model_len(cfg, spec)
+    tokens = max_model_len(cfg.rollout, cfg.video, spec)
     return tokens, min(visual, tokens)
 
 
@@ -347,7 +347,7 @@ def plan(cfg) -> Plan:
     if vllm:
         from engine.rollout.limits import gpu_memory_utilization
 
-        share = gpu_memory_utilization(cfg) * mach.gpu_memory_gib
+        share = gpu_memory_utilization(cfg.rollout, cfg.ray.colocate) * mach.gpu_memory_gib
         rc["vllm_weights"] = c * P / g
         rc["vllm_kv_cache"] = max(0.0, share - rc["vllm_weights"])
         rollout.host["staged_sync_weights"] = c * P / g
@@ -434,7 +434,7 @@ def _verdict(cfg, roles: dict[str, Role], mach: Machines, gpu: bool, colocated: 
         if vllm:
             from engine.rollout.limits import gpu_memory_utilization
 
-            share = gpu_memory_utilization(cfg) * have
+            share = gpu_memory_utilization(cfg.rollout, cfg.ray.colocate) * have
             if ro.components["vllm_weights"] >= share:
                 problems.append(("rollout.gpu_memory_utilization",
                                  f"vLLM's share ({share:.1f} GiB) does not hold the weights "

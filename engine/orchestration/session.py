@@ -67,8 +67,8 @@ def build_backend(cfg: Config, device: str | None = None):
 
         # No track_digest: hashing every received tensor on the host would add a full copy to each sync.
         backend = VLLMBackend(path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
-                              max_model_len=limits.max_model_len(cfg, vision_spec(config)),
-                              gpu_memory_utilization=limits.gpu_memory_utilization(cfg))
+                              max_model_len=limits.max_model_len(cfg.rollout, cfg.video, vision_spec(config)),
+                              gpu_memory_utilization=limits.gpu_memory_utilization(cfg.rollout, cfg.ray.colocate))
         return backend, tokenizer, config
     from engine.rollout.hf_backend import HFBackend
 
