@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import Config
-from engine.errors import ConfigError
+from engine.errors import ClusterFailure, ConfigError
 from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.interrupt import Interrupted, stop_on_interrupt
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
+from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
 from engine.rollout.teacher import has_target, replay, shuffle_options, trace_samples
 from engine.telemetry.metrics import MetricsLog, keep_metrics_through
 
@@ -75,7 +76,6 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     else:
         rows = [r for r in data.train if r.id in trajectories]
     steps = sft_steps(cfg, len(rows))
-    stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
     scfg = resolve_placement(sft_config(cfg), log)
 
     rehearse = None
@@ -104,59 +104,93 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
     if resume and last is None:
         raise ConfigError("trainer.output_dir", f"--resume found no SFT checkpoint under {ckpt_root}")
     log(f"sft: {steps} steps of {cfg.sft.batch_size} rows on {scfg.ray.learners} FSDP learner rank(s)")
-    cluster = Cluster(scfg, log, records=data.records)
+    every = checkpoint_interval(steps, cfg.trainer.checkpoint_every, cfg.trainer.max_restarts)
+    if every != cfg.trainer.checkpoint_every:
+        log(f"sft: checkpoints every {every} steps, so that a restart (trainer.max_restarts="
+            f"{cfg.trainer.max_restarts}) resumes near where it stopped; set trainer.checkpoint_every to choose")
+    metrics_log = MetricsLog(out, steps, append=last is not None)
     prefetch = ThreadPoolExecutor(1, thread_name_prefix="sft-batch")
+    cluster, restarts, note = None, 0, {}
     try:
-        start = 0
-        if last is not None:
-            extra = cluster.load_checkpoint(str(last))
-            start = int(extra["step"])
-            stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1, **extra["stream"])
-            log(f"sft: resumed from {last} at step {start}")
-        metrics_log = MetricsLog(out, steps, append=last is not None)
-        if last is not None:
-            keep_metrics_through(metrics_log.path, start)
+        while True:  # one pass per cluster: a fault the supervisor deems worth it starts every actor again
+            try:
+                cluster = Cluster(scfg, log, records=data.records)
+                start, stream = 0, PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1)
+                if last is not None:
+                    extra = cluster.load_checkpoint(str(last))
+                    start = int(extra["step"])
+                    stream = PromptStream(rows, cfg.sft.batch_size, cfg.trainer.seed + 1, **extra["stream"])
+                    log(f"sft: resumed from {last} at step {start}")
+                keep_metrics_through(metrics_log.path, start)  # steps redone after a restart are logged once
+                if note:
+                    note["restart"] += f"; resumed from step {start}"
+                    log(note["restart"])
 
-        def draw(step: int) -> tuple[Future, dict]:
-            """Step `step`'s batch, built (trajectory replay, frames, tokens) while the learners take the one
-            before, and the stream's state once it is drawn (what a checkpoint after that step resumes from)."""
-            picked = next(stream)
-            return prefetch.submit(teach, picked, step), stream.state()
+                def draw(step: int) -> tuple[Future, dict]:
+                    """Step `step`'s batch, built (trajectory replay, frames, tokens) while the learners take the
+                    one before, and the stream's state once it is drawn (what a checkpoint after that step resumes
+                    from)."""
+                    picked = next(stream)
+                    return prefetch.submit(teach, picked, step), stream.state()
 
-        upcoming = draw(start) if start < steps else None
-        with stop_on_interrupt(log) as stop:
-            for step in range(start, steps):
-                (ready, drawn), upcoming = upcoming, (draw(step + 1) if step + 1 < steps else None)
-                learner = cluster.sft_update(ready.result())
-                learner.pop("step", None)  # the learner's optimizer-step count; this loop's step is the one logged
-                done = step + 1
-                m = {"step": done, **learner}  # 1-based, as GRPO's: the step that finished
-                if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
-                    cluster.sync_weights()
-                    result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
-                    m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-                if cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0:
-                    cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
-                metrics_log.write(m)
-                if step % 25 == 0 or done == steps or "eval_accuracy" in m:
-                    log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
-                        + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
-                if stop.requested and done < steps:  # Ctrl-C: this step is done and recorded; keep it and stop
-                    saved = cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
-                    metrics_log.close()
-                    log(f"interrupted at step {done}; checkpoint {saved}"
-                        + (f"; continue with: {resume_with}" if resume_with else ""))
-                    raise Interrupted(done, saved)
+                upcoming = draw(start) if start < steps else None
+                with stop_on_interrupt(log) as stop:
+                    for step in range(start, steps):
+                        (ready, drawn), upcoming = upcoming, (draw(step + 1) if step + 1 < steps else None)
+                        learner = cluster.sft_update(ready.result())
+                        learner.pop("step", None)  # the learner's optimizer-step count; this loop's is logged
+                        done = step + 1
+                        m = {"step": done, **learner, **note}  # 1-based, as GRPO's: the step that finished
+                        note = {}
+                        if cfg.sft.eval_every and (done % cfg.sft.eval_every == 0 or done == steps) and data.eval:
+                            cluster.sync_weights()
+                            result, _ = evaluate_on(cluster, cfg, data.eval, data.records)
+                            m.update({f"eval_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+                        if every and done % every == 0:
+                            cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
+                        metrics_log.write(m)
+                        if step % 25 == 0 or done == steps or "eval_accuracy" in m:
+                            log(f"sft {done}/{steps} | loss {m['loss']:.3f}"
+                                + (f" | held-out accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""))
+                        if stop.requested and done < steps:  # Ctrl-C: this step is done and recorded; keep it
+                            saved = cluster.save_checkpoint(str(ckpt_root), {"step": done, "stream": drawn})
+                            metrics_log.close()
+                            log(f"interrupted at step {done}; checkpoint {saved}"
+                                + (f"; continue with: {resume_with}" if resume_with else ""))
+                            raise Interrupted(done, saved)
+                # Written aside, then renamed in: a crash never leaves a half-written policy that looks complete.
+                partial = out / ".export"
+                shutil.rmtree(partial, ignore_errors=True)
+                cluster.export(str(partial))
+                break
+            except Interrupted:
+                raise
+            except Exception as e:
+                why = infrastructure_failure(e)
+                if why is None:
+                    raise  # the data, the config or the code: it would fail the same way again
+                who = (", ".join(cluster.dead()) if cluster is not None else "") or "an actor"
+                last = latest(ckpt_root)
+                if restarts >= cfg.trainer.max_restarts:
+                    after = (f"The newest SFT checkpoint is {last}; continue with: {resume_with}" if last and resume_with
+                             else f"The newest SFT checkpoint is {last}." if last else "No SFT checkpoint was written.")
+                    raise ClusterFailure(f"sft: {who} died: {why}; no restart left ({restarts} of "
+                                         f"trainer.max_restarts={cfg.trainer.max_restarts} used). {after}") from e
+                restarts += 1
+                log(f"sft: {who} died: {why}; starting every actor again (restart {restarts}/"
+                    f"{cfg.trainer.max_restarts})")
+                if cluster is not None:
+                    cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+                cluster = None
+                note = {"restart": f"sft restart {restarts}/{cfg.trainer.max_restarts} after {who} died: {why}",
+                        "restarts": restarts}
         metrics_log.close()
-        # Written aside, then renamed in: a crash never leaves a half-written policy that looks complete.
-        partial = out / ".export"
-        shutil.rmtree(partial, ignore_errors=True)
-        cluster.export(str(partial))
         for f in sorted(partial.iterdir(), key=lambda f: f.name == "config.json"):  # config.json, the mark, last
             f.replace(out / f.name)
         partial.rmdir()
     finally:
         prefetch.shutdown(wait=False, cancel_futures=True)
-        cluster.shutdown(keep_ray=keep_ray)
+        if cluster is not None:
+            cluster.shutdown(keep_ray=keep_ray)
     log(f"saved the SFT policy to {out}")
     return out

@@ -136,3 +136,44 @@ def test_sft_targets_follow_the_format_layout():
     assert format_reward(target_response(qa("it is blue"), layout="r1"), "r1") == 1.0
     assert format_reward(target_response(qa(None), record, "r1"), "r1") == 1.0
     assert format_reward(target_response(qa(None), record), "video_thinker") == 1.0
+
+
+def test_sft_restarts_after_a_learner_dies_and_ends_as_a_straight_run(r1_file, tmp_path, monkeypatch):
+    """A learner rank SIGKILLed during SFT's third step (the OOM killer, a preemption): every actor starts again,
+    SFT resumes from its step-2 checkpoint, logs each step once and saves the same weights as a run without it."""
+    import os
+    import signal
+    import threading
+
+    import ray
+    from safetensors.torch import load_file
+
+    from engine.orchestration.cluster import Cluster
+
+    def run(name, log=lambda _: None):
+        cfg = load_config(None, [f"data.train_files=[{r1_file}]", "sft.batch_size=2", "sft.lr=1e-3", "sft.steps=4",
+                                 "ray.learners=2", "trainer.checkpoint_every=2", f"trainer.output_dir={tmp_path / name}"])
+        return run_sft(cfg, prepare(cfg, "train", tmp_path / name), tmp_path / name / "sft", log)
+
+    straight = load_file(run("straight") / "model.safetensors")
+    calls, original = [], Cluster.sft_update
+
+    def sft_update(self, samples):
+        calls.append(1)
+        if len(calls) == 3:
+            pid = ray.get(self.learners[1].pid.remote())
+            threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
+        return original(self, samples)
+
+    monkeypatch.setattr(Cluster, "sft_update", sft_update)
+    logs = []
+    restarted = load_file(run("faulty", logs.append) / "model.safetensors")
+    assert len(calls) == 5  # steps 1-3, then 3 and 4 again from the step-2 checkpoint
+    metrics = [json.loads(x) for x in (tmp_path / "faulty" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    line = metrics[2]["restart"]
+    assert line.startswith("sft restart 1/3 after learner rank 1 died: ") and line.endswith("resumed from step 2")
+    assert line in logs and metrics[2]["restarts"] == 1
+    assert any(x.startswith("sft: learner rank 1 died: ") and x.endswith("(restart 1/3)") for x in logs), logs
+    assert straight.keys() == restarted.keys()
+    assert all(torch.equal(straight[k], restarted[k]) for k in straight)
