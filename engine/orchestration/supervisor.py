@@ -13,7 +13,7 @@ import re
 
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, OutOfMemoryError, RayActorError, RayTaskError
 
-from engine.errors import VthinkError, WeightSyncError
+from engine.errors import ClusterFailure, VthinkError, WeightSyncError
 
 # What a broken collective or a lost peer says, from gloo, NCCL and torch.distributed's store.
 _COLLECTIVE = re.compile(r"gloo|nccl|connection (closed|reset|refused)|broken pipe|timed? ?out|peer|"
@@ -42,6 +42,32 @@ def infrastructure_failure(error: BaseException) -> str | None:
                 isinstance(cause, RuntimeError) and _COLLECTIVE.search(str(cause))):
             return f"{name}: {_first_line(str(cause))}"
     return None
+
+
+class Restarts:
+    """One phase's restart budget (trainer.max_restarts): GRPO's loop and SFT's hand it each failure."""
+
+    def __init__(self, limit: int, log, prefix: str = ""):
+        self.limit, self.used, self.log, self.prefix = limit, 0, log, prefix  # prefix: "sft: " for SFT's lines
+
+    def take(self, error: Exception, cluster, newest, resume_with: str | None) -> str:
+        """Count a restart after `error` and tear `cluster` down: returns "<who> died: <why>" (also logged). Re-raises
+        `error` when a restart would fail the same way; ClusterFailure, naming `newest` (checkpoint or None) and
+        the command that continues, when no restart is left."""
+        why = infrastructure_failure(error)
+        if why is None:
+            raise error  # the data, the config or the code: it would fail the same way again
+        who = (", ".join(cluster.dead()) if cluster is not None else "") or "an actor"
+        if self.used >= self.limit:
+            after = ("No checkpoint was written." if newest is None else f"The newest checkpoint is {newest}"
+                     + (f"; continue with: {resume_with}" if resume_with else "."))
+            raise ClusterFailure(f"{self.prefix}{who} died: {why}; no restart left ({self.used} of "
+                                 f"trainer.max_restarts={self.limit} used). {after}") from error
+        self.used += 1
+        self.log(f"{self.prefix}{who} died: {why}; starting every actor again (restart {self.used}/{self.limit})")
+        if cluster is not None:
+            cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+        return f"{who} died: {why}"
 
 
 def checkpoint_interval(steps: int, checkpoint_every: int, max_restarts: int) -> int:

@@ -37,7 +37,7 @@ from engine.algo.advantages import advantages_for
 from engine.algo.dynamic_sampling import fill_informative
 from engine.config import Config
 from engine.data.sources import Data, prepare
-from engine.errors import ClusterFailure, VthinkError
+from engine.errors import VthinkError
 from engine.learner.checkpoint import STATE, latest
 from engine.learner.errors import CheckpointError
 from engine.model import policy_dir, policy_spec
@@ -46,7 +46,7 @@ from engine.orchestration.interrupt import Interrupted, resume_command, stop_on_
 from engine.orchestration.placement import parameter_count
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream
-from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
+from engine.orchestration.supervisor import Restarts, checkpoint_interval
 from engine.recipes.sft import run_sft
 from engine.reward import score_sample
 from engine.rollout.batch import RolloutBatch
@@ -371,7 +371,7 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
         if trainer.checkpoint_every != cfg.trainer.checkpoint_every:
             log(f"checkpoints every {trainer.checkpoint_every} steps, so that a restart (trainer.max_restarts="
                 f"{cfg.trainer.max_restarts}) resumes near where it stopped; set trainer.checkpoint_every to choose")
-        history, restarts, relaunch = [], 0, None
+        history, restarts, relaunch = [], Restarts(cfg.trainer.max_restarts, log), None
         while True:
             try:
                 if relaunch is not None:  # after a failure: every actor anew, from the newest checkpoint
@@ -384,10 +384,10 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                     checkpoint = latest(ckpt_root)
                     trainer.resume(None if checkpoint is None else str(checkpoint))
                     keep_metrics_through(metrics_log.path, trainer.step)  # the steps redone are logged once
-                    line = (f"restart {restarts}/{cfg.trainer.max_restarts} after {relaunch}; resumed from step "
+                    line = (f"restart {restarts.used}/{cfg.trainer.max_restarts} after {relaunch}; resumed from step "
                             f"{trainer.step}")
                     log(line)
-                    trainer.note = {"restart": line, "restarts": restarts}
+                    trainer.note = {"restart": line, "restarts": restarts.used}
                     history = [m for m in history if m["step"] <= trainer.step]
                     relaunch = None
                 history += trainer.run(cfg.trainer.steps, metrics_log)
@@ -410,22 +410,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
                     "interrupted before the first checkpoint; nothing to resume from")
                 raise
             except Exception as e:
-                why = infrastructure_failure(e)
-                if why is None:
-                    raise  # the data, the config or the code: it would fail the same way again
-                who = (", ".join(cluster.dead()) if cluster is not None else "") or "an actor"
-                if restarts >= cfg.trainer.max_restarts:
-                    checkpoint = latest(ckpt_root)
-                    after = (f"The newest checkpoint is {checkpoint}; continue with: "
-                             f"{resume_command(str(out / 'config.json'))}" if checkpoint else "No checkpoint was written.")
-                    raise ClusterFailure(f"{who} died: {why}; no restart left ({restarts} of trainer.max_restarts="
-                                         f"{cfg.trainer.max_restarts} used). {after}") from e
-                restarts += 1
-                log(f"{who} died: {why}; starting every actor again (restart {restarts}/{cfg.trainer.max_restarts})")
-                if cluster is not None:
-                    cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+                relaunch = restarts.take(e, cluster, latest(ckpt_root), resume_command(str(out / "config.json")))
                 cluster = None
-                relaunch = f"{who} died: {why}"
         summary = {**data.summary(), "failed_prompts": len(trainer.failed), "failures": trainer.failed[:100]}
         (out / "data.json").write_text(json.dumps(summary, indent=2))
         if final_eval:

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import Config
-from engine.errors import ClusterFailure, ConfigError
+from engine.errors import ConfigError
 from engine.learner.checkpoint import latest
 from engine.orchestration.evaluation import evaluate_on
 from engine.orchestration.interrupt import Interrupted, stop_on_interrupt
 from engine.orchestration.placement import resolve as resolve_placement
 from engine.orchestration.session import PromptStream, build_rollout
-from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
+from engine.orchestration.supervisor import Restarts, checkpoint_interval
 from engine.rollout.teacher import has_target, replay, shuffle_options, trace_samples
 from engine.telemetry.metrics import MetricsLog, keep_metrics_through
 
@@ -110,7 +110,7 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             f"{cfg.trainer.max_restarts}) resumes near where it stopped; set trainer.checkpoint_every to choose")
     metrics_log = MetricsLog(out, steps, append=last is not None)
     prefetch = ThreadPoolExecutor(1, thread_name_prefix="sft-batch")
-    cluster, restarts, note = None, 0, {}
+    cluster, restarts, note = None, Restarts(cfg.trainer.max_restarts, log, prefix="sft: "), {}
     try:
         while True:  # one pass per cluster: a fault the supervisor deems worth it starts every actor again
             try:
@@ -166,24 +166,11 @@ def run_sft(cfg: Config, data, out: Path, log: Log = print, trajectories: dict[s
             except Interrupted:
                 raise
             except Exception as e:
-                why = infrastructure_failure(e)
-                if why is None:
-                    raise  # the data, the config or the code: it would fail the same way again
-                who = (", ".join(cluster.dead()) if cluster is not None else "") or "an actor"
                 last = latest(ckpt_root)
-                if restarts >= cfg.trainer.max_restarts:
-                    after = (f"The newest SFT checkpoint is {last}; continue with: {resume_with}" if last and resume_with
-                             else f"The newest SFT checkpoint is {last}." if last else "No SFT checkpoint was written.")
-                    raise ClusterFailure(f"sft: {who} died: {why}; no restart left ({restarts} of "
-                                         f"trainer.max_restarts={cfg.trainer.max_restarts} used). {after}") from e
-                restarts += 1
-                log(f"sft: {who} died: {why}; starting every actor again (restart {restarts}/"
-                    f"{cfg.trainer.max_restarts})")
-                if cluster is not None:
-                    cluster.shutdown(keep_ray=True)  # every actor: the survivors' process groups hold the dead peer
+                died = restarts.take(e, cluster, last, resume_with)
                 cluster = None
-                note = {"restart": f"sft restart {restarts}/{cfg.trainer.max_restarts} after {who} died: {why}",
-                        "restarts": restarts}
+                note = {"restart": f"sft restart {restarts.used}/{cfg.trainer.max_restarts} after {died}",
+                        "restarts": restarts.used}
         metrics_log.close()
         for f in sorted(partial.iterdir(), key=lambda f: f.name == "config.json"):  # config.json, the mark, last
             f.replace(out / f.name)

@@ -15,7 +15,7 @@ from ray_testlib import small_config, stable
 from engine.errors import ClusterFailure, ConfigError, VideoDecodeError, WeightSyncError
 from engine.orchestration.cluster import Cluster
 from engine.orchestration.interrupt import Interrupted
-from engine.orchestration.supervisor import checkpoint_interval, infrastructure_failure
+from engine.orchestration.supervisor import Restarts, checkpoint_interval, infrastructure_failure
 from engine.recipes.grpo import train
 from engine.telemetry.metrics import read_metrics
 
@@ -39,6 +39,23 @@ def test_failures_worth_a_restart_are_told_from_those_that_would_repeat():
               task_error(RuntimeError("shape mismatch: [4, 8] vs [4, 9]"))]
     for error in repeat:
         assert infrastructure_failure(error) is None, error
+
+
+def test_the_restart_budget_counts_logs_and_ends_with_where_to_continue():
+    logs = []
+    budget = Restarts(1, logs.append, prefix="sft: ")
+    died = budget.take(ActorDiedError(), None, None, None)
+    assert died.startswith("an actor died: ActorDiedError") and budget.used == 1
+    assert logs == [f"sft: {died}; starting every actor again (restart 1/1)"]
+    with pytest.raises(ConfigError):  # would fail the same way again: not a restart, not counted
+        budget.take(ConfigError("reward.fn", "cannot import"), None, None, None)
+    with pytest.raises(ClusterFailure) as err:
+        budget.take(ActorDiedError(), None, "runs/x/checkpoints/step-00000004", "vthink train runs/x/config.json --resume")
+    assert str(err.value).startswith("sft: an actor died: ") and "(1 of trainer.max_restarts=1 used)" in str(err.value)
+    assert str(err.value).endswith("The newest checkpoint is runs/x/checkpoints/step-00000004; continue with: "
+                                   "vthink train runs/x/config.json --resume")
+    with pytest.raises(ClusterFailure, match="No checkpoint was written."):
+        Restarts(0, logs.append).take(ActorDiedError(), None, None, None)
 
 
 def test_restarts_pick_a_checkpoint_interval_when_none_is_set():
