@@ -91,7 +91,28 @@ def _teed(tensors, packer):
         yield name, t
 
 
-class LearnerWorker:
+class ActorProcess:
+    """What the driver asks of any actor's process: who it is, where it runs, and how many BLAS threads it uses."""
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def cores(self) -> int:
+        return len(os.sched_getaffinity(0))
+
+    def set_threads(self, n: int) -> None:
+        _limit_threads(n)
+
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
+
+class LearnerWorker(ActorProcess):
     """One FSDP2 rank. All ranks receive the same samples and build the same tensors from them with their own
     policy's ids (engine/learner/batch.py); each trains its balanced shard.
 
@@ -112,14 +133,6 @@ class LearnerWorker:
 
     def rendezvous(self) -> tuple[str, int]:
         return rendezvous_address()
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def node(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
 
     def start(self, address: tuple[str, int]) -> None:
         """Join the learners' process group (NCCL on GPU, gloo on CPU), hosted at rank 0's `rendezvous`
@@ -196,7 +209,7 @@ class LearnerWorker:
         return self.learner.load_checkpoint(path)
 
 
-class RolloutWorker:
+class RolloutWorker(ActorProcess):
     """Generation + tools + video decoding for a slice of the prompts; weights arrive over the sync group."""
 
     def __init__(self, cfg: Config, index: int, threads: int = 1, gpu: bool = False):
@@ -265,10 +278,3 @@ class RolloutWorker:
         with profiled("rollout_worker"):
             return (*self.rollout.run(rows, group_size, params, first_prompt), self.rollout.backend.weight_version)
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def node(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Callable
 
@@ -24,6 +25,13 @@ from engine.orchestration.actors import LearnerWorker, RolloutWorker
 from engine.orchestration.ray_start import cluster_address, stop_ray, wait_for_ray
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
+
+def split_cores(cores: int, role_actors: int, all_actors: int, overlap: bool) -> int:
+    """BLAS threads for each of `role_actors` actors of one role on a node of `cores` cores. Rollout workers compute
+    together, and learner ranks together, but the two roles take turns (rollout, update, sync) unless asynchronous
+    GRPO overlaps them: then all `all_actors` on the node share the cores."""
+    return max(1, cores // max(1, all_actors if overlap else role_actors))
+
 
 def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, end) ranges of n items over `parts` workers, sizes differing by at most one; empty ranges dropped."""
@@ -64,12 +72,10 @@ class Cluster:
         # actors on the GPU nodes.
         gpu = ray.cluster_resources().get("GPU", 0) >= 1
         self.gpu = gpu
-        # BLAS threads per actor. Rollout workers compute together, and learner ranks together, but the two
-        # roles take turns (rollout, update, sync) unless one-step-off overlaps them: each role gets the cores.
-        cores = os.cpu_count() or 1
-        shared = n_workers + n_learners if cfg.trainer.staleness else None
-        learner_threads = max(1, cores // (shared or max(1, n_learners)))
-        worker_threads = max(1, cores // (shared or max(1, n_workers)))  # SFT without evals has no worker
+        # BLAS threads per actor while it builds, as if every actor were on this node; `start` then sets each
+        # actor's from the node it landed on (fit_threads).
+        learner_threads, worker_threads = (split_cores(os.cpu_count() or 1, n, n_workers + n_learners,
+                                                       bool(cfg.trainer.staleness)) for n in (n_learners, n_workers))
         res = {"num_gpus": 1} if gpu else {"num_cpus": 1}
         place = [{} for _ in range(max(n_workers, n_learners))]
         # ray.colocate: learner rank i and rollout worker i share bundle i (its GPU, on GPUs). Worker 0 then takes the
@@ -117,11 +123,31 @@ class Cluster:
         self._records = ray.put(records)
         probe = video_probe([*videos, *(r.path for r in records.values())])
         ray.get(self._building + [w.start.remote(self._records, probe) for w in self.workers])
+        self.fit_threads()
         self.version = -1  # the first sync sends version 0
         self._sync_lock = threading.Lock()  # one-step-off: the rollout thread may sync (recovering a worker) too
         self.restarts = 0
         self._join_sync()
         self.sync_weights()
+
+    def fit_threads(self) -> dict[str, int]:
+        """Give each actor the BLAS threads of its own node: the node's cores (Ray's CPU count for it, at most the
+        cores the process may run on) split among the actors of its role there, or among all of them there when
+        rollout and update overlap (trainer.max_staleness). Returns {actor name: threads}."""
+        named = self._named_actors()
+        nodes = ray.get([actor.node.remote() for _, actor in named])
+        cores = ray.get([actor.cores.remote() for _, actor in named])
+        declared = {n["NodeID"]: n["Resources"].get("CPU", 1) for n in ray.nodes() if n["Alive"]}
+        overlap = bool(self.cfg.trainer.staleness)
+        peers = Counter(zip(nodes, [name.split(" ")[0] for name, _ in named]))
+        threads = {}
+        for (name, actor), node, have in zip(named, nodes, cores):
+            role = name.split(" ")[0]
+            on_node = peers[(node, "learner")] + peers[(node, "rollout")]
+            threads[name] = split_cores(int(min(declared.get(node, have), have)), peers[(node, role)], on_node, overlap)
+        ray.get([actor.set_threads.remote(threads[name]) for name, actor in named])
+        self.threads = threads
+        return threads
 
     # ------------------------------------------------------------------ weight sync
 
@@ -205,6 +231,7 @@ class Cluster:
         self.restarts += 1
         self.log("a rollout worker died; waiting for its restart, then re-syncing the weights")
         self._restart_workers()
+        self.fit_threads()  # a restarted worker was built with the driver's guess, on whichever node took it
         self._join_sync()
         self.sync_weights()
 

@@ -129,11 +129,14 @@ def resolve(cfg, log=print):
 
     import ray
 
-    from engine.orchestration.ray_start import wait_for_ray
+    from engine.orchestration.ray_start import cluster_address, wait_for_ray
 
     wait_for_ray(cfg)  # the GPUs are the cluster's, not this process's: a driver may run on a CPU-only head node
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    p = place(cfg, parameter_count(policy_dir(cfg.model)), gpus=gpus)
+    have = ray.cluster_resources()
+    cores = memory = None
+    if cluster_address(cfg):  # a joined cluster: its nodes' cores and memory, not the driver's machine's
+        cores, memory = int(have.get("CPU", 0)) or None, int(have.get("memory", 0)) or None
+    p = place(cfg, parameter_count(policy_dir(cfg.model)), cores=cores, gpus=int(have.get("GPU", 0)), memory=memory)
     if cfg.ray.colocate and p.rollout_workers != p.learners:
         from engine.errors import ConfigError
 

@@ -75,6 +75,17 @@ def test_resource_keys_choose_nodes_and_are_checked():
         load_config(None, ["ray.colocate=true", "ray.learner_resources={near: 1}"])
 
 
+def test_the_auto_layout_of_a_joined_cluster_counts_its_nodes_resources(tmp_path, two_nodes):
+    from engine.orchestration.placement import resolve
+
+    head, _ = two_nodes
+    logs = []
+    cfg = resolve(small_config(tmp_path, f"ray.address={head.address}", "ray.rollout_workers=auto"), logs.append)
+    memory = ray.cluster_resources()["memory"] / (1 << 30)
+    assert cfg.ray.rollout_workers == 1
+    assert f"(auto: 3 cores, {memory:.1f} GiB available, no GPU;" in logs[0], logs  # 2 + 1 cores, not this machine's
+
+
 def test_training_across_two_nodes_then_losing_the_rollout_node(tmp_path, two_nodes):
     head, far = two_nodes
     cfg = small_config(tmp_path, f"ray.address={head.address}", "ray.learners=1", "ray.rollout_workers=1",
@@ -85,6 +96,10 @@ def test_training_across_two_nodes_then_losing_the_rollout_node(tmp_path, two_no
         learner, worker = cluster.learners[0], cluster.workers[0]
         assert ray.get(learner.node.remote()) == head.head_node.node_id
         assert ray.get(worker.node.remote()) == far.node_id
+        # Each actor's BLAS threads come from its own node's cores (the far node declares 1), not the driver's.
+        here = min(2, len(os.sched_getaffinity(0)))
+        assert cluster.threads == {"learner rank 0": here, "rollout worker 0": 1}
+        assert ray.get(learner.threads.remote()) == here and ray.get(worker.threads.remote()) == 1
         # The sync group's connections use the node's Ray IP, never the loopback the hostname resolves to.
         node_ip = ray.util.get_node_ip_address()
         pairs = connections_between(ray.get(learner.pid.remote()), ray.get(worker.pid.remote()))
