@@ -141,8 +141,8 @@ def test_bad_requests_are_typed_errors(session, prompts):
 def test_plain_transformers_generate_gives_the_backends_greedy_answer(session, prompts):
     # The model folder loaded by AutoModelForImageTextToText, run by transformers' own generate() with its own
     # M-RoPE positions (get_rope_index) and cache, writes token for token what the backend writes greedily. The
-    # clip goes in as vthink's patches: the AutoProcessor's video processor needs torchvision, which has no
-    # working CPU build here (tests/orchestration/test_sft_outputs.py checks the processor files instead).
+    # clip goes in as vthink's patches: the AutoProcessor's video processor needs torchvision, which imports on this
+    # machine's CPU torch only in the vLLM test venv (tests/rollout_vllm/test_plain_transformers_processor.py).
     from transformers import AutoModelForImageTextToText
 
     from engine.model import model_dir
