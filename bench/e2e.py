@@ -94,15 +94,11 @@ def train_overrides(steps: int, out: Path, overrides: list[str]) -> list[str]:
     return ["sft.steps=0", f"trainer.steps={steps}", f"trainer.output_dir={out}", "trainer.trace_every=0", *overrides]
 
 
-def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bool = False) -> dict:
-    if name == "single":
-        cmd = [sys.executable, "-m", "engine.cli", "bench", "e2e", "--single-process-run", str(out), str(steps),
-               *overrides]
-    else:
-        cmd = [sys.executable, "-m", "engine.cli", "train", str(ROOT / "configs/tiny_cpu.yaml"),
-               *train_overrides(steps, out, overrides)]
-    shutil.rmtree(out / "profile", ignore_errors=True)  # no trace of an earlier run is printed as this one's
-    env = dict(os.environ, VTHINK_PROFILE_DIR=str(out / "profile")) if profile else None
+def follow(cmd: list[str], env: dict | None = None) -> dict:
+    """Run `cmd` from the repo root, sampling its whole process tree (RSS every 0.25 s, PSS every 1 s, CPU time),
+    and note when each of its `step ...` lines came (seconds since launch). Returns the process (finished), the
+    step times and lines, peak RSS / PSS of the tree, each role's largest process, and CPU seconds in all and at
+    the first step."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak, peak_pss, cpu_seen, stop = [0], [0], {}, threading.Event()
@@ -127,26 +123,43 @@ def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bo
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    step_times, cpu_at_first = [], None
+    step_times, step_lines, cpu_at_first, tail = [], [], None, []
     for line in proc.stdout:
+        tail = (tail + [line])[-40:]
         if line.startswith("step "):
             step_times.append(time.perf_counter() - t0)
+            step_lines.append(line)
             if cpu_at_first is None:
                 cpu_at_first = sum(cpu_seen.values())
     proc.wait()
     stop.set()
     sampler.join()
-    if proc.returncode or len(step_times) < 2:
-        raise SystemExit(f"e2e: case {name} failed (exit {proc.returncode}, {len(step_times)} steps)")
-    cpu_total = sum(cpu_seen.values())
+    return {"proc": proc, "step_times": step_times, "step_lines": step_lines, "tail": "".join(tail),
+            "peak_rss": peak[0], "peak_pss": peak_pss[0], "per_role": per_role,
+            "cpu_total": sum(cpu_seen.values()), "cpu_at_first": cpu_at_first}
+
+
+def run_case(name: str, overrides: list[str], steps: int, out: Path, profile: bool = False) -> dict:
+    if name == "single":
+        cmd = [sys.executable, "-m", "engine.cli", "bench", "e2e", "--single-process-run", str(out), str(steps),
+               *overrides]
+    else:
+        cmd = [sys.executable, "-m", "engine.cli", "train", str(ROOT / "configs/tiny_cpu.yaml"),
+               *train_overrides(steps, out, overrides)]
+    shutil.rmtree(out / "profile", ignore_errors=True)  # no trace of an earlier run is printed as this one's
+    env = dict(os.environ, VTHINK_PROFILE_DIR=str(out / "profile")) if profile else None
+    run = follow(cmd, env)
+    step_times, code = run["step_times"], run["proc"].returncode
+    if code or len(step_times) < 2:
+        raise SystemExit(f"e2e: case {name} failed (exit {code}, {len(step_times)} steps)\n{run['tail']}")
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][1:]  # after warm-up
     gaps = [b - a for a, b in zip(step_times, step_times[1:])]
-    return {"case": name, "overrides": overrides, "first_step_s": step_times[0],
+    return {"case": name, "overrides": overrides, "first_step_s": step_times[0], "step_times": step_times,
             "median_step_s": statistics.median(gaps),
             "tokens_per_s": statistics.median(m["tokens_per_s"] for m in metrics),
-            "peak_rss_gib": peak[0] / 2**30, "peak_pss_gib": peak_pss[0] / 2**30,
-            "peak_rss_per_process_gib": {r: v / 2**30 for r, v in sorted(per_role.items())},
-            "cpu_s_per_step": (cpu_total - (cpu_at_first or 0)) / max(1, len(gaps)),
+            "peak_rss_gib": run["peak_rss"] / 2**30, "peak_pss_gib": run["peak_pss"] / 2**30,
+            "peak_rss_per_process_gib": {r: v / 2**30 for r, v in sorted(run["per_role"].items())},
+            "cpu_s_per_step": (run["cpu_total"] - (run["cpu_at_first"] or 0)) / max(1, len(gaps)),
             "phases_s": {k: statistics.median(m.get(k, 0.0) for m in metrics) for k in PHASES}}
 
 

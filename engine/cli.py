@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]")
     p = sub.add_parser("bench", help="run a benchmark script from bench/ (prints a table, writes bench/results/*.json)",
                        description="Run bench/NAME.py with the remaining arguments, e.g. `vthink bench native`.")
-    p.add_argument("name", help="a script in bench/: e2e, demo, plan, learner_memory, learner_build, kernels, native, "
-                                "decode, rollout, agent_reuse, sync, make_data, tiny_model or gpu_check")
+    p.add_argument("name", help="a script in bench/: e2e, peer, demo, plan, learner_memory, learner_build, kernels, "
+                                "native, decode, rollout, agent_reuse, sync, make_data, tiny_model or gpu_check")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to the script")
     p = sub.add_parser("view", help="render a training run (metrics, reward plot, config) as an HTML page",
                        description="Write RUN_DIR/report.html from a `vthink train` output directory.")
