@@ -313,6 +313,39 @@ def interrupted_at(checkpoint: Path | None) -> Interrupted:
     return Interrupted(int(state["extra"]["step"]), str(checkpoint))
 
 
+def resume_point(cfg: Config, sft_pending: bool) -> Path | None:
+    """The newest GRPO checkpoint --resume continues from (None: the SFT warm-up has its own to resume); a
+    ConfigError saying how checkpoints come to be when there is neither."""
+    out = Path(cfg.trainer.output_dir)
+    last = latest(out / "checkpoints")
+    if last is None and not (sft_pending and latest(out / "sft" / "checkpoints")):
+        from engine.errors import ConfigError
+
+        t = cfg.trainer
+        every = checkpoint_interval(t.steps, t.checkpoint_every, t.max_restarts)
+        raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {out / 'checkpoints'}: "
+                                                f"checkpoints are written every {every or 'no'} steps "
+                                                f"(trainer.checkpoint_every={t.checkpoint_every}, trainer.max_restarts="
+                                                f"{t.max_restarts}), at the end of a run, and when a run is "
+                                                "interrupted with Ctrl-C")
+    return last
+
+
+def report(out: Path, data, failed: list[str], final_eval: dict | None, policy: str, log: Log) -> list[dict]:
+    """A finished run's files and closing lines: data.json with the failed prompts, eval.json, the per-step
+    table, the held-out line, the reward plot and where the final policy is. Returns the metrics history."""
+    summary = {**data.summary(), "failed_prompts": len(failed), "failures": failed[:100]}
+    (out / "data.json").write_text(json.dumps(summary, indent=2))
+    if final_eval:
+        (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
+    history = read_metrics(out / "metrics.jsonl")
+    log(summary_table(history))
+    log(held_out_line(final_eval) if final_eval else "held-out: none (no data.val_files)")
+    log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
+    log(f"final policy (Hugging Face layout): {policy}")
+    return history
+
+
 def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
     """The main job. Rows are checked first (bad rows: data.on_bad_row), then the optional SFT warm-up runs
     and the cluster starts. Metrics: <output_dir>/metrics.jsonl + tb/; checkpoints: <output_dir>/checkpoints/;
@@ -323,17 +356,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
 
     out = Path(cfg.trainer.output_dir)
     ckpt_root = out / "checkpoints"
-    last = latest(ckpt_root) if resume else None
     sft_pending = (cfg.sft.steps or cfg.sft.epochs) and not (out / "sft" / "config.json").is_file()
-    if resume and last is None and not (sft_pending and latest(out / "sft" / "checkpoints")):
-        from engine.errors import ConfigError
-
-        t = cfg.trainer
-        every = checkpoint_interval(t.steps, t.checkpoint_every, t.max_restarts)
-        raise ConfigError("trainer.output_dir", f"--resume found no checkpoint under {ckpt_root}: checkpoints are "
-                                                f"written every {every or 'no'} steps (trainer.checkpoint_every="
-                                                f"{t.checkpoint_every}, trainer.max_restarts={t.max_restarts}), at "
-                                                "the end of a run, and when a run is interrupted with Ctrl-C")
+    last = resume_point(cfg, sft_pending) if resume else None
     sft_dir = out / "sft" if cfg.sft.steps or cfg.sft.epochs else None
     grpo_cfg = replace(cfg, model=replace(cfg.model, path=str(sft_dir))) if sft_dir else cfg  # starts from SFT's
     if cfg.trainer.staleness:  # the behaviour policy's log-probs: the learners' weights have moved on since
@@ -412,20 +436,8 @@ def train(cfg: Config, log: Log = print, resume: bool = False) -> list[dict]:
             except Exception as e:
                 relaunch = restarts.take(e, cluster, latest(ckpt_root), resume_command(str(out / "config.json")))
                 cluster = None
-        summary = {**data.summary(), "failed_prompts": len(trainer.failed), "failures": trainer.failed[:100]}
-        (out / "data.json").write_text(json.dumps(summary, indent=2))
-        if final_eval:
-            (out / "eval.json").write_text(json.dumps(final_eval, indent=2))  # as `vthink eval` writes it
         metrics_log.close()
-        history = read_metrics(metrics_log.path)
-        log(summary_table(history))
-        if final_eval:
-            log(held_out_line(final_eval))
-        else:
-            log("held-out: none (no data.val_files)")
-        log(f"reward plot: {plot_rewards(history, out / 'reward.png')}")
-        log(f"final policy (Hugging Face layout): {path}")
-        return history
+        return report(out, data, trainer.failed, final_eval, path, log)
     finally:
         if cluster is not None:
             cluster.shutdown()
