@@ -77,6 +77,7 @@ def main() -> None:
         per_device_train_batch_size=args.prompts * args.group, gradient_accumulation_steps=1,
         max_completion_length=args.max_new_tokens, temperature=args.temperature, loss_type="bnpo",
         logging_steps=1, save_strategy="no", report_to=[], bf16=False, use_cpu=True, dataloader_num_workers=0,
+        disable_tqdm=True,
         remove_unused_columns=False, seed=0, weight_decay=0.01, max_grad_norm=5.0, warmup_steps=0,
         lr_scheduler_type="constant")
     model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32)
