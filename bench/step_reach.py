@@ -78,7 +78,7 @@ import torch.distributed as dist
 tree = sys.argv[1]
 from engine.config import load_config
 from engine.data.sources import prepare
-from engine.learner.fsdp import FSDPLearner, LearnerSpec
+from engine.learner.fsdp import FSDPLearner
 from engine.orchestration.session import build_backend, build_rollout
 from engine.sync import free_port
 from engine.telemetry.metrics import MetricsLog
@@ -89,10 +89,14 @@ except ImportError:
 out = sys.argv[2]
 cfg = load_config(os.path.join(tree, "configs/tiny_cpu.yaml"), ["sft.steps=0", "trainer.steps=2",
                   f"trainer.output_dir={out}", "trainer.trace_every=1", "trainer.eval_every=0",
-                  "ray.rollout_workers=1", "ray.learners=1"])
+                  "ray.rollout_workers=1", "ray.learners=1", "trainer.max_restarts=0"])
 data = prepare(cfg, "train", out)
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port('127.0.0.1')}", rank=0, world_size=1)
-learner = FSDPLearner(LearnerSpec.of(cfg), 0, 1)
+try:  # trees since the learner took a LearnerSpec
+    from engine.learner.fsdp import LearnerSpec
+    learner = FSDPLearner(LearnerSpec.of(cfg), 0, 1)
+except ImportError:
+    learner = FSDPLearner(cfg, 0, 1)
 backend, tokenizer, config = build_backend(cfg)
 engine = build_rollout(cfg, backend, tokenizer, config, data.records)
 trained = {n for n, _ in learner.hf.named_parameters()}

@@ -48,7 +48,7 @@ from engine.data.glimpse import COLOURS, QUERY, QUESTION, WHEN
 from engine.data.schema import QARow
 from engine.model.loading import cache_root, ensure_tiny
 from engine.rollout.prompt import AGENT_PROMPT, SYSTEM_PROMPT, question_text
-from engine.synth.planner import scan_options
+from engine.rollout.teacher import scan_options
 from engine.tools import ToolCall, ToolContext, ToolRegistry, default_registry, format_tool_call
 from engine.tools.render import TURN_CLOSE, TURN_OPEN, safe_text
 from engine.tools.retrieval import ClipHit

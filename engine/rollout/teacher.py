@@ -16,7 +16,18 @@ from engine.rollout.agent import AgentLoop, Episode
 from engine.rollout.backend import Backend, Generation, Request, SamplingParams
 from engine.rollout.batch import Sample
 from engine.rollout.seeds import SeedTable
-from engine.synth.planner import scan_options
+
+
+def scan_options(listed: list[tuple[str, str]], colour: str) -> str:
+    """The options in order, each marked no until the one the caption names (yes), then stop: the answer is the
+    last letter written. A small model learns this lookup (held-out 1.00 after 800 steps in a text-only probe) but
+    not naming a shuffled option's letter outright ("option B": 0.3, chance 0.25, after 1000 steps)."""
+    out = []
+    for letter, option in listed:
+        out.append(f"{letter}. {option} {'yes' if option == colour else 'no'}.")
+        if option == colour:
+            break
+    return " ".join(out)
 
 
 def has_target(row, records: dict) -> bool:
@@ -61,7 +72,7 @@ _LETTER = re.compile(r"(<answer>|\boption )([A-H])\b")
 def shuffle_options(row, turns: list[dict] | None, rng: random.Random) -> tuple:
     """`sft.shuffle_options`: the multiple-choice row with its options in a fresh order, and its trajectory with
     the letters its assistant turns (or the row's reasoning trace) write moved with them: the answer
-    (`<answer>X</answer>`, "option X") and an option scan (`A. blue no. B. red yes.`, engine/synth/planner.py),
+    (`<answer>X</answer>`, "option X") and an option scan (`A. blue no. B. red yes.`, scan_options),
     rewritten in the new order. Which option is right, what the video shows and every tool turn stay as they were.
     Other rows come back unchanged. Why: a few hundred trajectories with one option order each teach a small model
     the letters of those questions, not to read the options back (the agent demo, #25)."""

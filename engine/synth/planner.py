@@ -13,6 +13,7 @@ import json
 import random
 import re
 
+from engine.rollout.teacher import scan_options
 from engine.tools import ToolCall, format_tool_call
 from engine.tools.timefmt import format_time
 
@@ -52,18 +53,6 @@ class ScriptedPlanner:
         letter = "ABCDEFGH"[self.options.index(colour)] if colour in self.options else rng.choice("ABCD")
         return (f"<time>{span}</time> <caption>the screen flashes {colour}</caption> "
                 f"<think>The flash is {colour}, option {letter}.</think> <answer>{letter}</answer>")
-
-
-def scan_options(listed: list[tuple[str, str]], colour: str) -> str:
-    """The options in order, each marked no until the one the caption names (yes), then stop: the answer is the
-    last letter written. A small model learns this lookup (held-out 1.00 after 800 steps in a text-only probe) but
-    not naming a shuffled option's letter outright ("option B": 0.3, chance 0.25, after 1000 steps)."""
-    out = []
-    for letter, option in listed:
-        out.append(f"{letter}. {option} {'yes' if option == colour else 'no'}.")
-        if option == colour:
-            break
-    return " ".join(out)
 
 
 def _next_second(mmss: str) -> str:
