@@ -277,4 +277,3 @@ class RolloutWorker(ActorProcess):
         e.g. by a worker Ray restarted with its initial weights."""
         with profiled("rollout_worker"):
             return (*self.rollout.run(rows, group_size, params, first_prompt), self.rollout.backend.weight_version)
-

@@ -26,6 +26,7 @@ from engine.orchestration.ray_start import cluster_address, stop_ray, wait_for_r
 from engine.rollout.batch import RolloutBatch
 from engine.rollout.grouped import RolloutStats
 
+
 def split_cores(cores: int, role_actors: int, all_actors: int, overlap: bool) -> int:
     """BLAS threads for each of `role_actors` actors of one role on a node of `cores` cores. Rollout workers compute
     together, and learner ranks together, but the two roles take turns (rollout, update, sync) unless asynchronous
