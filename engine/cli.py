@@ -275,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.orchestration.interrupt import Interrupted
 
     try:
+        if ns.command in ("train", "sft", "eval", "synth", "demo"):  # commands that load the weights
+            from engine.recipes.reader import build_if_named
+
+            build_if_named(cfg.model)
         if ns.command == "train":
             return cmd_train(cfg, resume=ns.resume)
         if ns.command == "sft":

@@ -16,6 +16,12 @@ log = logging.getLogger(__name__)
 TINY_NAMES = (None, "tiny")
 READER = "tiny-reader"  # the tiny model after a text-only warm-up reading multiple-choice options
 STAMP = "vthink_tiny.json"
+# The reader is built by a training recipe (engine/recipes/reader.py: ensure_reader) before a command needs it; this
+# layer only finds the build. Bump READER_VERSION when the warm-up's examples or recipe change, so cached readers
+# are rebuilt.
+READER_STEPS = 1600
+READER_VERSION = 3
+READER_STAMP = "vthink_reader.json"
 # Bump when anything that changes the saved tiny model changes (corpus, config, template), so caches of
 # older builds are rebuilt instead of silently reused.
 TINY_FORMAT_VERSION = 1
@@ -79,14 +85,39 @@ def ensure_tiny(seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
     return final
 
 
+def reader_dir(seed: int, arch: str, steps: int = READER_STEPS) -> Path:
+    """Where the reading warm-up of the tiny model of `seed` / `arch` is cached."""
+    name = f"tiny-reader-{seed}" if arch == "qwen2_5_vl" else f"tiny-reader-{arch}-{seed}"
+    return cache_root() / (name if steps == READER_STEPS else f"{name}-{steps}steps")
+
+
+def reader_stamp(seed: int, arch: str, steps: int = READER_STEPS) -> dict:
+    """What a current reader build's stamp file holds (besides its held-out accuracy)."""
+    return {"reader_version": READER_VERSION, "seed": seed, "arch": arch, "steps": steps}
+
+
+def built_reader(seed: int, arch: str, steps: int = READER_STEPS) -> Path | None:
+    """The cached reader of `seed` / `arch` when its stamp is current, else None."""
+    path, want = reader_dir(seed, arch, steps), reader_stamp(seed, arch, steps)
+    try:
+        got = json.loads((path / READER_STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    return path if {k: got.get(k) for k in want} == want else None
+
+
 def model_dir(path: str | None, seed: int = 0, arch: str = "qwen2_5_vl") -> Path:
     """The local Hugging Face directory `path` names: None or "tiny" is the embedded tiny model of `arch` (built
-    once), "tiny-reader" that model after its reading warm-up (built once; engine/recipes/reader.py). A real
-    checkpoint's architecture is its config's; `arch` does not apply to it."""
+    once), "tiny-reader" that model after its reading warm-up (built before a command starts: the CLI and the demo
+    call engine/recipes/reader.py: ensure_reader). A real checkpoint's architecture is its config's; `arch` does
+    not apply to it."""
     if path == READER:
-        from engine.recipes.reader import ensure_reader  # a training recipe, imported only when named
-
-        return ensure_reader(seed, arch)
+        found = built_reader(seed, arch)
+        if found is None:
+            raise ConfigError("model.path", f"tiny-reader (seed {seed}, {arch}) is not built yet: `vthink train`, "
+                                            "`sft`, `eval`, `synth` and `demo` build it before they start (once, a few "
+                                            "minutes); in code, call engine.recipes.reader.ensure_reader first")
+        return found
     return ensure_tiny(seed, arch) if path in TINY_NAMES else _resolve(path)
 
 

@@ -78,6 +78,10 @@ def start_ray(cfg) -> None:
             return
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # what ray.init sets
+        # Imported here, in the caller's thread: a module is not imported from two threads at once, or the
+        # caller's own `import ray...` (the recipe it imports meanwhile) can meet a half-initialised ray (0.4 s).
+        import ray  # noqa: F401
+
         _up.clear()
         _stop.clear()
         _thread = threading.Thread(target=_init, args=(cfg,), name="ray-start", daemon=True)

@@ -43,6 +43,7 @@ from engine.orchestration.evaluation import evaluate_session
 from engine.orchestration.session import build_session
 from engine.recipes.sft import run_sft
 from engine.recipes.grpo import train
+from engine.recipes.reader import build_if_named
 from engine.synth import synthesize
 from engine.telemetry.metrics import read_metrics
 
@@ -135,6 +136,7 @@ def run_demo(cfg: Config, log: Log = print, controls: bool = False) -> dict:
     agent = cfg.rollout.agent
 
     log(f"demo | {cfg.rollout.mode} mode | data seed {cfg.data.seed} | output {out}")
+    build_if_named(cfg.model, log)  # model.path: tiny-reader is built once, before any process needs it
     data = prepare(cfg, "train", out, log)
     overlap = split_overlap(data)
     log(f"data | {overlap['train_clips']} training clips, {overlap['eval_clips']} held-out clips, "

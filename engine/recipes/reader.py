@@ -46,7 +46,8 @@ import torch
 
 from engine.data.glimpse import COLOURS, QUERY, QUESTION, WHEN
 from engine.data.schema import QARow
-from engine.model.loading import cache_root, ensure_tiny
+from engine.model.loading import (READER, READER_STAMP, READER_STEPS, built_reader, ensure_tiny, reader_dir,
+                                   reader_stamp)
 from engine.rollout.prompt import AGENT_PROMPT, SYSTEM_PROMPT, question_text
 from engine.rollout.teacher import scan_options
 from engine.tools import ToolCall, ToolContext, ToolRegistry, default_registry, format_tool_call
@@ -54,11 +55,9 @@ from engine.tools.render import TURN_CLOSE, TURN_OPEN, safe_text
 from engine.tools.retrieval import ClipHit
 from engine.tools.timefmt import format_time
 
-READER_STEPS = 1600
-READER_VERSION = 3  # bump when the examples or the recipe change, so cached readers are rebuilt
 BATCH, LR = 16, 1e-3
 ZOOM_FRAMES = 8  # the demo's rollout.max_zoom_frames, which frame_zoom's schema states
-STAMP = "vthink_reader.json"
+STAMP = READER_STAMP
 
 
 def example(rng: random.Random, tokenizer) -> tuple[str, str, str]:
@@ -242,23 +241,14 @@ def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_S
     from building it twice) and reused while its stamp matches."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-    name = f"tiny-reader-{seed}" if arch == "qwen2_5_vl" else f"tiny-reader-{arch}-{seed}"
-    final = cache_root() / (name if steps == READER_STEPS else f"{name}-{steps}steps")
-    stamp = {"reader_version": READER_VERSION, "seed": seed, "arch": arch, "steps": steps}
-
-    def current() -> bool:
-        try:
-            got = json.loads((final / STAMP).read_text())
-        except (OSError, ValueError):
-            return False
-        return {k: got.get(k) for k in stamp} == stamp
-
-    if current():
+    final = reader_dir(seed, arch, steps)
+    name = final.name
+    if built_reader(seed, arch, steps) is not None:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with open(final.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse its result
-        if current():
+        if built_reader(seed, arch, steps) is not None:
             return final
         tiny = ensure_tiny(seed, arch)
         log(f"building {final.name}: the tiny model after {steps} steps of text-only option reading (once; cached)")
@@ -269,7 +259,8 @@ def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_S
         try:
             shutil.copytree(tiny, tmp, dirs_exist_ok=True)  # tokenizer, processor files, generation config
             model.save_pretrained(tmp)
-            (tmp / STAMP).write_text(json.dumps({**stamp, "heldout_accuracy": accuracy}) + "\n")
+            (tmp / STAMP).write_text(json.dumps({**reader_stamp(seed, arch, steps), "heldout_accuracy": accuracy})
+                                     + "\n")
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         finally:
@@ -277,3 +268,10 @@ def ensure_reader(seed: int = 0, arch: str = "qwen2_5_vl", steps: int = READER_S
         log(f"{final.name}: held-out option reading {accuracy['reading']:.2f}, span copy {accuracy['calling']:.2f}, "
             f"answer after the tools {accuracy['answering']:.2f}")
     return final
+
+
+def build_if_named(model, log=print) -> None:
+    """Build the reader before a command starts when `model` (a config's model section) names it, so every process
+    of the run (driver and actors) finds it built (engine/model/loading.py: model_dir)."""
+    if model.path == READER:
+        ensure_reader(model.seed, model.arch, log=log)

@@ -84,16 +84,30 @@ def test_reader_is_built_once_and_changes_the_weights(cache):
     assert reader.ensure_reader(0, steps=20, log=again.append) == path and again == []  # cached
 
 
-def test_model_path_tiny_reader_resolves_to_the_built_reader(cache, monkeypatch):
-    calls, build = [], reader.ensure_reader
+def test_model_path_tiny_reader_is_the_built_reader_and_commands_build_it_first(cache, monkeypatch):
+    """The model layer only finds the reader's build (it does not import the recipe that makes it); the commands
+    that load weights build it first when model.path names it."""
+    import shutil
+    from types import SimpleNamespace
 
-    def short(seed, arch):
-        calls.append((seed, arch))
-        return build(seed, arch, steps=5, log=lambda _: None)
+    from engine.errors import ConfigError
+    from engine.model.loading import READER_STEPS, reader_dir
 
-    monkeypatch.setattr(reader, "ensure_reader", short)
-    path = model_dir(READER, 0, "qwen2_5_vl")
-    assert calls == [(0, "qwen2_5_vl")] and (path / reader.STAMP).is_file()
+    with pytest.raises(ConfigError) as err:
+        model_dir(READER, 0, "qwen2_5_vl")
+    assert err.value.key == "model.path" and "ensure_reader" in str(err.value)
+    build, calls = reader.ensure_reader, []
+    monkeypatch.setattr(reader, "ensure_reader", lambda seed, arch, log=print: calls.append((seed, arch)))
+    reader.build_if_named(SimpleNamespace(path=READER, seed=3, arch="qwen3_vl"))
+    reader.build_if_named(SimpleNamespace(path="tiny", seed=0, arch="qwen2_5_vl"))
+    assert calls == [(3, "qwen3_vl")]
+    # A build under the name and stamp of the full warm-up (made short here) is what model_dir resolves to.
+    short = build(0, "qwen2_5_vl", steps=5, log=lambda _: None)
+    full = reader_dir(0, "qwen2_5_vl")
+    shutil.copytree(short, full)
+    stamp = json.loads((full / reader.STAMP).read_text())
+    (full / reader.STAMP).write_text(json.dumps({**stamp, "steps": READER_STEPS}))
+    assert model_dir(READER, 0, "qwen2_5_vl") == full
 
 
 def test_rehearsal_adds_text_only_samples_that_learn_exactly_the_warm_ups_targets():
