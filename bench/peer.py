@@ -92,7 +92,10 @@ def throughput(times: list[float], tokens: list[float]) -> dict:
 def run_vthink(name: str, steps: int, out: Path) -> dict:
     r = run_case(name, CASES[name], steps, out)
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    per_step = 4 * 4  # trainer.prompts_per_step x rollout.group_size of configs/tiny_cpu.yaml
+    from engine.config import load_config
+
+    cfg = load_config(ROOT / CONFIG, [])
+    per_step = cfg.trainer.prompts_per_step * cfg.rollout.group_size  # samples a step draws (no dynamic sampling)
     return {**throughput(r["step_times"], [m["response_len"] * per_step for m in metrics]),
             "peak_pss_gib": r["peak_pss_gib"]}
 
