@@ -41,8 +41,9 @@ from engine.recipes.demo import source_commit  # noqa: E402
 
 TRL_VENV = ROOT / ".venv-trl"
 CONFIG = "configs/tiny_cpu.yaml"
-CASES = {"vthink": ["ray.rollout_workers=1", "ray.learners=1"],
-         "vthink-async-2": ["ray.rollout_workers=1", "ray.learners=1", "trainer.max_staleness=2"]}
+# No checkpoints, as TRL's save_strategy="no": with restarts allowed, a 6-step run would checkpoint every step.
+CASES = {"vthink": ["ray.rollout_workers=1", "ray.learners=1", "trainer.max_restarts=0"],
+         "vthink-async-2": ["ray.rollout_workers=1", "ray.learners=1", "trainer.max_restarts=0", "trainer.max_staleness=2"]}
 
 
 def prepare_rows(out: Path) -> Path:
