@@ -90,13 +90,10 @@ def throughput(times: list[float], tokens: list[float]) -> dict:
             "tokens_per_s": sum(tokens[1:]) / sum(gaps)}
 
 
-def run_vthink(name: str, steps: int, out: Path) -> dict:
+def run_vthink(name: str, steps: int, out: Path, per_step: int) -> dict:
+    """`per_step`: the samples a step draws (prompts_per_step x group_size; no dynamic sampling)."""
     r = run_case(name, CASES[name], steps, out)
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    from engine.config import load_config
-
-    cfg = load_config(ROOT / CONFIG, [])
-    per_step = cfg.trainer.prompts_per_step * cfg.rollout.group_size  # samples a step draws (no dynamic sampling)
     return {**throughput(r["step_times"], [m["response_len"] * per_step for m in metrics]),
             "peak_pss_gib": r["peak_pss_gib"]}
 
@@ -120,15 +117,18 @@ def main() -> None:
     ap.add_argument("--device", default="cpu-2core")
     args = ap.parse_args()
     subprocess.run(["bash", str(ROOT / "bench" / "peer_venv.sh"), str(TRL_VENV)], check=True)
+    from engine.config import load_config
     from engine.model import model_dir
 
+    cfg = load_config(ROOT / CONFIG, [])
+    per_step = cfg.trainer.prompts_per_step * cfg.rollout.group_size
     out = Path(args.out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     data = prepare_rows(out / "trl-data")
     model = str(model_dir(None))
     rounds = []
     for k in range(args.rounds):
-        got = {name: run_vthink(name, args.steps, out / f"{name}-{k}") for name in CASES}
+        got = {name: run_vthink(name, args.steps, out / f"{name}-{k}", per_step) for name in CASES}
         got["trl"] = run_trl(data, model, args.steps, out / f"trl-{k}")
         rounds.append(got)
         print(f"round {k + 1}/{args.rounds}: " + ", ".join(f"{n} {r['tokens_per_s']:.0f} tok/s" for n, r in got.items()),

@@ -29,9 +29,7 @@ av==18.1.0
 PINS
 
 "${PIP[@]}" -c "$CONSTRAINTS" torch torchvision transformers accelerate datasets trl av pillow psutil
-SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-cp "$HOOK" "$SITE/vthink_torchvision_cpu_compat.py"
-echo "import vthink_torchvision_cpu_compat; vthink_torchvision_cpu_compat.install()" > "$SITE/vthink_torchvision_cpu_compat.pth"
+"$VENV/bin/python" "$HOOK"  # installs itself into the venv (a .pth file runs it first)
 "$VENV/bin/python" -c "import trl, torch, torchvision, transformers; \
 print('trl', trl.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 touch "$STAMP"

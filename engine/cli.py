@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.orchestration.interrupt import Interrupted
 
     try:
-        if ns.command in ("train", "sft", "eval", "synth", "demo"):  # commands that load the weights
+        if ns.command in ("train", "sft", "eval", "synth"):  # commands that load the weights (run_demo does its own)
             from engine.recipes.reader import build_if_named
 
             build_if_named(cfg.model)

@@ -136,8 +136,8 @@ class Cluster:
         cores the process may run on) split among the actors of its role there, or among all of them there when
         rollout and update overlap (trainer.max_staleness). Returns {actor name: threads}."""
         named = self._named_actors()
-        nodes = ray.get([actor.node.remote() for _, actor in named])
-        cores = ray.get([actor.cores.remote() for _, actor in named])
+        asked = ray.get([actor.node.remote() for _, actor in named] + [actor.cores.remote() for _, actor in named])
+        nodes, cores = asked[:len(named)], asked[len(named):]
         declared = {n["NodeID"]: n["Resources"].get("CPU", 1) for n in ray.nodes() if n["Alive"]}
         overlap = bool(self.cfg.trainer.staleness)
         peers = Counter(zip(nodes, [name.split(" ")[0] for name, _ in named]))

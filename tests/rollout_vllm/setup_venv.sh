@@ -32,9 +32,7 @@ EOF
 "$VENV/bin/python" -m pip uninstall -q -y torchaudio torchcodec
 # torchvision stays: vLLM's Qwen2.5-VL imports transformers' Qwen2-VL processors, which import it.
 # Its CUDA-linked ops cannot load on CPU torch; this hook lets its pure-torch parts import anyway.
-SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-cp "$HERE/torchvision_cpu_compat.py" "$SITE/vthink_torchvision_cpu_compat.py"
-echo "import vthink_torchvision_cpu_compat; vthink_torchvision_cpu_compat.install()" > "$SITE/vthink_torchvision_cpu_compat.pth"
+"$VENV/bin/python" "$HERE/torchvision_cpu_compat.py"  # installs itself into the venv (a .pth file runs it first)
 "${PIP[@]}" --no-deps -e .
 
 "$VENV/bin/python" -c "import vllm, torch, torchvision, transformers, av, engine; \

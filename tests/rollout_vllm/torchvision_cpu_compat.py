@@ -45,3 +45,20 @@ class _BeforeTorchvision(importlib.abc.MetaPathFinder):
 def install() -> None:
     if "torchvision" not in sys.modules and not any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
         sys.meta_path.insert(0, _BeforeTorchvision())
+
+
+def install_into_this_venv() -> None:
+    """Copy this module into the running interpreter's site-packages with a `.pth` file that installs the hook in
+    every interpreter of the venv (what the venv setup scripts run: `VENV/bin/python torchvision_cpu_compat.py`)."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    shutil.copy(__file__, site / "vthink_torchvision_cpu_compat.py")
+    (site / "vthink_torchvision_cpu_compat.pth").write_text(
+        "import vthink_torchvision_cpu_compat; vthink_torchvision_cpu_compat.install()\n")
+
+
+if __name__ == "__main__":
+    install_into_this_venv()
